@@ -1,0 +1,1 @@
+"""pytest plugin: fixtures that start the fake portal."""
