@@ -1,5 +1,78 @@
-"""bitrix_threaded: a sync-native, thread-pool client for the Bitrix24 REST API."""
+"""bitrix_threaded: a sync-native, thread-pool client for the Bitrix24 REST API.
 
-__version__ = "0.1.0"
+``Bitrix`` is the one entry point; the exceptions, strategies and limiter pieces are
+exported for callers that catch, choose or tune them.
+"""
 
-__all__ = ["__version__"]
+import logging
+
+from .auth import TokenSet
+from .client import Bitrix
+from .clock import Clock, ManualClock, SystemClock
+from .errors import (
+    AccessDenied,
+    AuthError,
+    BatchError,
+    BitrixError,
+    CommandFailure,
+    ConnectionFailed,
+    ExpiredToken,
+    InsufficientScope,
+    InvalidArgument,
+    InvalidCredentials,
+    InvalidResponse,
+    InvalidToken,
+    MethodNotFound,
+    NotFound,
+    OperationTimeLimit,
+    OverloadLimit,
+    QueryLimitExceeded,
+    RequestTimeout,
+    ServerError,
+    TransportError,
+)
+from .limiter import ConcurrencyGate, LeakyBucket, OperatingWindow
+from .pagination import IdList, IdRanges, OffsetPages
+from .retry import RetryPolicy
+from .validation import BitrixWarning
+
+from ._version import __version__
+
+logging.getLogger("bitrix_threaded").addHandler(logging.NullHandler())
+
+__all__ = [
+    "AccessDenied",
+    "AuthError",
+    "BatchError",
+    "Bitrix",
+    "BitrixError",
+    "BitrixWarning",
+    "Clock",
+    "CommandFailure",
+    "ConcurrencyGate",
+    "ConnectionFailed",
+    "ExpiredToken",
+    "IdList",
+    "IdRanges",
+    "InsufficientScope",
+    "InvalidArgument",
+    "InvalidCredentials",
+    "InvalidResponse",
+    "InvalidToken",
+    "LeakyBucket",
+    "ManualClock",
+    "MethodNotFound",
+    "NotFound",
+    "OffsetPages",
+    "OperatingWindow",
+    "OperationTimeLimit",
+    "OverloadLimit",
+    "QueryLimitExceeded",
+    "RequestTimeout",
+    "RetryPolicy",
+    "ServerError",
+    "SystemClock",
+    "TokenSet",
+    "TransportError",
+    "__version__",
+]

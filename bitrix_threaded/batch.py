@@ -1,0 +1,241 @@
+"""Packing commands into ``batch`` calls and unpacking the replies.
+
+Pure functions, no I/O, safe to call from any thread. The flow is::
+
+    chunks = pack(commands)                 # [[(input index, Command), ...], ...]
+    body = batch_payload(chunk)             # {"halt": 0, "cmd": {"c0": "method?query"}}
+    reply = parse_batch_reply(envelope)     # the five result maps, normalised
+    results, failures = split_reply(reply, chunk)
+
+Commands are labelled by their input position (``c0``, ``c1``...), so the
+results come back in input order without injecting anything into the
+commands' parameters, and the labels are never ``0..n-1``, which would make
+the portal answer with JSON lists instead of objects.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from .encoding import encode_command, validate_method
+from .errors import (
+    BitrixError,
+    CommandFailure,
+    InvalidResponse,
+    error_from_reply,
+    reply_snippet,
+)
+
+__all__ = [
+    "MAX_BATCH_SIZE",
+    "BatchReply",
+    "Command",
+    "batch_payload",
+    "command_label",
+    "pack",
+    "parse_batch_reply",
+    "split_reply",
+]
+
+MAX_BATCH_SIZE = 50
+NOT_EXECUTED = "NOT_EXECUTED"
+
+Label = Callable[[int], str]
+
+
+def command_label(index: int) -> str:
+    """Return the batch key of the command at input position ``index`` (``"c7"``).
+
+    The letter prefix keeps the portal from ever answering with a JSON list.
+    Raises ``TypeError`` for a non-int and ``ValueError`` for a negative index.
+    """
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise TypeError(f"command index must be an int, not {type(index).__name__}")
+    if index < 0:
+        raise ValueError(f"command index must be >= 0, got {index}")
+    return f"c{index}"
+
+
+@dataclass(frozen=True)
+class Command:
+    """One REST call to run inside a batch: a method name and its parameters.
+
+    Validated on creation: ``TypeError``/``ValueError`` for a bad method name
+    or params that are not a mapping (``None`` means no params).
+    """
+
+    method: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        validate_method(self.method)
+        if self.params is None:
+            object.__setattr__(self, "params", {})
+        elif not isinstance(self.params, Mapping):
+            raise TypeError(
+                f"params of {self.method} must be a mapping, not {type(self.params).__name__}"
+            )
+
+
+def _check_batch_size(batch_size: object) -> int:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool):
+        raise TypeError(f"batch_size must be an int, not {type(batch_size).__name__}")
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}, got {batch_size}")
+    return batch_size
+
+
+def pack(
+    commands: Sequence[Command], batch_size: int = MAX_BATCH_SIZE
+) -> list[list[tuple[int, Command]]]:
+    """Split ``commands`` into chunks of at most ``batch_size``, keeping order.
+
+    Each item is ``(input index, command)``. Raises ``ValueError`` unless
+    ``1 <= batch_size <= 50`` and ``TypeError`` for items that are not
+    :class:`Command`.
+    """
+    _check_batch_size(batch_size)
+    if isinstance(commands, (str, bytes)) or not isinstance(commands, Sequence):
+        raise TypeError(f"commands must be a sequence of Command, not {type(commands).__name__}")
+    indexed = []
+    for index, command in enumerate(commands):
+        if not isinstance(command, Command):
+            raise TypeError(f"commands[{index}] is {type(command).__name__}, not Command")
+        indexed.append((index, command))
+    return [indexed[start:start + batch_size] for start in range(0, len(indexed), batch_size)]
+
+
+def batch_payload(
+    chunk: Sequence[tuple[int, Command]], *, halt: bool = False, label: Label = command_label
+) -> dict:
+    """Return the ``batch`` request body for one chunk from :func:`pack`.
+
+    ``{"halt": 0 | 1, "cmd": {label(index): "method?query"}}``, in chunk
+    order. ``label`` only needs replacing to match recorded replies.
+    Raises ``ValueError`` for an empty chunk, more than 50 commands or a
+    repeated label; ``TypeError``/``ValueError`` for unencodable params.
+    """
+    if not chunk:
+        raise ValueError("a batch needs at least one command")
+    if len(chunk) > MAX_BATCH_SIZE:
+        raise ValueError(f"a batch holds at most {MAX_BATCH_SIZE} commands, got {len(chunk)}")
+    cmd: dict[str, str] = {}
+    for index, command in chunk:
+        key = label(index)
+        if key in cmd:
+            raise ValueError(f"two commands share the batch label {key!r}")
+        cmd[key] = encode_command(command.method, command.params)
+    return {"halt": 1 if halt else 0, "cmd": cmd}
+
+
+@dataclass(frozen=True)
+class BatchReply:
+    """The five per-command maps of a ``batch`` reply, keyed by label (str).
+
+    ``results``: label -> result; ``errors``: label -> error body
+    (``{"error", "error_description"}``); ``totals`` / ``nexts``: label ->
+    ``total`` / ``next`` of list commands; ``times``: label -> that
+    command's ``time`` block (its ``operating`` counts under its own method).
+    """
+
+    results: dict[str, Any]
+    errors: dict[str, dict]
+    totals: dict[str, int]
+    nexts: dict[str, int]
+    times: dict[str, dict]
+
+
+def _malformed(why: str, envelope: object) -> InvalidResponse:
+    return InvalidResponse(
+        "INVALID_RESPONSE", why, method="batch", snippet=reply_snippet(envelope)
+    )
+
+
+def _label_map(value: object, name: str, envelope: Mapping) -> dict[str, Any]:
+    # PHP serialises an empty array as [] and an array with keys 0..n-1 as a
+    # JSON list; both stand for the same label -> value map.
+    if value is None:
+        return {}
+    if isinstance(value, list):
+        return {str(i): item for i, item in enumerate(value)}
+    if isinstance(value, Mapping):
+        return {str(k): item for k, item in value.items()}
+    raise _malformed(f"batch reply field {name} is a {type(value).__name__}", envelope)
+
+
+def _int_map(value: object, name: str, envelope: Mapping) -> dict[str, int]:
+    result = {}
+    for key, item in _label_map(value, name, envelope).items():
+        if isinstance(item, bool):
+            raise _malformed(f"batch reply field {name}[{key}] is not an integer", envelope)
+        try:
+            result[key] = int(item)
+        except (TypeError, ValueError):
+            raise _malformed(
+                f"batch reply field {name}[{key}] is not an integer", envelope
+            ) from None
+    return result
+
+
+def _dict_map(value: object, name: str, envelope: Mapping) -> dict[str, dict]:
+    result = {}
+    for key, item in _label_map(value, name, envelope).items():
+        if not isinstance(item, Mapping):
+            raise _malformed(f"batch reply field {name}[{key}] is not an object", envelope)
+        result[key] = dict(item)
+    return result
+
+
+def parse_batch_reply(envelope: Mapping) -> BatchReply:
+    """Normalise the JSON envelope of a ``batch`` call into a :class:`BatchReply`.
+
+    ``envelope`` is the whole decoded body, ``{"result": {"result": ...,
+    "result_error": ..., "result_total": ..., "result_next": ...,
+    "result_time": ...}, "time": ...}``. Missing maps become ``{}``.
+    Raises the mapped :class:`BitrixError` for an error envelope and
+    :class:`InvalidResponse` for anything else that is not a batch reply.
+    """
+    if not isinstance(envelope, Mapping):
+        raise _malformed(f"batch reply is a {type(envelope).__name__}, not an object", envelope)
+    if "error" in envelope and "result" not in envelope:
+        raise error_from_reply(None, envelope, "batch")
+    body = envelope.get("result")
+    if not isinstance(body, Mapping):
+        raise _malformed("batch reply has no result object", envelope)
+    return BatchReply(
+        results=_label_map(body.get("result"), "result", envelope),
+        errors=_dict_map(body.get("result_error"), "result_error", envelope),
+        totals=_int_map(body.get("result_total"), "result_total", envelope),
+        nexts=_int_map(body.get("result_next"), "result_next", envelope),
+        times=_dict_map(body.get("result_time"), "result_time", envelope),
+    )
+
+
+def split_reply(
+    reply: BatchReply, chunk: Sequence[tuple[int, Command]], *, label: Label = command_label
+) -> tuple[dict[int, Any], list[CommandFailure]]:
+    """Map a reply back to the chunk's input positions.
+
+    Returns ``({index: result}, [CommandFailure, ...])``, failures in chunk
+    order. A label in ``reply.errors`` fails with the mapped error; a label
+    found nowhere (skipped after a failure with ``halt=1``, or dropped)
+    fails with a plain :class:`BitrixError` coded ``NOT_EXECUTED``. Labels
+    the chunk does not know are ignored.
+    """
+    results: dict[int, Any] = {}
+    failures: list[CommandFailure] = []
+    for index, command in chunk:
+        key = label(index)
+        if key in reply.errors:
+            error = error_from_reply(None, reply.errors[key], command.method)
+        elif key in reply.results:
+            results[index] = reply.results[key]
+            continue
+        else:
+            error = BitrixError(
+                NOT_EXECUTED,
+                "the portal did not run this command (an earlier one failed with halt=1?)",
+                method=command.method,
+            )
+        failures.append(CommandFailure(index, key, command.method, error))
+    return results, failures

@@ -1,0 +1,526 @@
+"""The public facade: :class:`Bitrix`.
+
+Thread safety: one ``Bitrix`` instance is meant to be shared by every thread of a
+process (a Django or Flask worker, a script's own threads). All of them go through one
+leaky bucket, one operating-time window and one concurrency gate, so together they
+never exceed the portal's limits. Calls may be nested (a progress callback or
+``token_func`` calling the client again) without deadlocking.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+from tqdm import tqdm
+
+from .auth import (
+    DEFAULT_TOKEN_URL,
+    Credentials,
+    OAuthRefresher,
+    TokenFunction,
+    TokenSet,
+    Webhook,
+)
+from .batch import MAX_BATCH_SIZE, Command
+from .clock import SYSTEM_CLOCK, Clock
+from .encoding import encode_command, normalize
+from .errors import BatchError, CommandFailure, InvalidResponse
+from .limiter import ConcurrencyGate, LeakyBucket, OperatingWindow
+from .retry import RetryPolicy, is_write_method
+from .runner import Runner
+from .transport import Timeout, Transport
+from .validation import BitrixWarning, check_method, check_params, expect
+from .driver import drive
+from .methods import ListMethod, list_method
+from .pagination import STRATEGIES, IdList, IdRanges, OffsetPages, Strategy
+
+log = logging.getLogger("bitrix_threaded")
+
+ItemList = Union[Mapping[str, Any], Sequence[Mapping[str, Any]], None]
+StrategyChoice = Union[str, type, None]
+
+
+def _sort_key(pair: Tuple[Any, Any]) -> Any:
+    key = pair[0]
+    return (0, key) if key is not None else (1, 0)
+
+
+def _order_items(method: ListMethod, params: Mapping[str, Any]) -> Optional[Mapping[str, Any]]:
+    for key, value in params.items():
+        if key.lower() == method.order_param.lower():
+            return value
+    return None
+
+
+def _id_order(method: ListMethod, params: Mapping[str, Any]) -> bool:
+    """True when the caller's order (if any) is ID ascending, which ID ranges keep."""
+    order = _order_items(method, params)
+    if not order:
+        return True
+    items = list(order.items())
+    return (len(items) == 1 and str(items[0][0]).upper() == str(method.filter_id).upper()
+            and str(items[0][1]).upper() == "ASC")
+
+
+def _drop_id_order(method: ListMethod, params: Dict[str, Any]) -> None:
+    for key in list(params):
+        if key.lower() == method.order_param.lower():
+            if not _id_order(method, {key: params[key]}):
+                raise ValueError("the id_ranges strategy returns records in ID order; "
+                                 "drop the custom 'order' or use strategy='offset'")
+            del params[key]
+
+
+class Bitrix:
+    """A blocking, thread-pool client for one Bitrix24 portal.
+
+    ``webhook`` is an inbound webhook URL (``https://portal/rest/1/code/``), or, with
+    ``token_func`` or the OAuth arguments, the portal's REST endpoint
+    (``https://portal/rest/``).
+
+    Limits: ``request_pool_size`` and ``requests_per_second`` mirror the portal's leaky
+    bucket (50 and 2 by default; Enterprise plans: 250 and 5); ``operating_time_limit``
+    is the per-method budget of server seconds in a 10-minute window (480), honoured
+    when ``respect_velocity_policy`` is true. ``max_workers`` bounds concurrent
+    requests; ``batch_size`` (1..50) is the number of commands per batch.
+
+    OAuth: either ``token_func`` (a callable returning the access token, called again
+    when it expires) or ``client_id`` + ``client_secret`` + ``refresh_token`` (and
+    optionally ``access_token``), refreshed through ``oauth_token_url``; rotated tokens
+    are passed to ``on_token_refresh(token_set)`` so they can be stored.
+
+    ``ssl``: True to verify certificates, False not to, or a CA bundle path.
+    ``verbose``: tqdm progress bars on multi-item calls.
+    """
+
+    def __init__(
+        self,
+        webhook: str,
+        *,
+        token_func: Optional[Callable[[], str]] = None,
+        verbose: bool = True,
+        respect_velocity_policy: bool = True,
+        request_pool_size: int = 50,
+        requests_per_second: float = 2.0,
+        batch_size: int = MAX_BATCH_SIZE,
+        operating_time_limit: float = 480.0,
+        ssl: Union[bool, str] = True,
+        client_id: Optional[str] = None,
+        client_secret: Optional[str] = None,
+        refresh_token: Optional[str] = None,
+        access_token: Optional[str] = None,
+        on_token_refresh: Optional[Callable[[TokenSet], None]] = None,
+        oauth_token_url: str = DEFAULT_TOKEN_URL,
+        timeout: Timeout = (10.0, 120.0),
+        max_workers: Optional[int] = None,
+        retry: Optional[RetryPolicy] = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ):
+        expect("verbose", verbose, bool)
+        expect("respect_velocity_policy", respect_velocity_policy, bool)
+        expect("request_pool_size", request_pool_size, int)
+        expect("requests_per_second", requests_per_second, Union[int, float])
+        expect("batch_size", batch_size, int)
+        expect("operating_time_limit", operating_time_limit, Union[int, float])
+        expect("ssl", ssl, Union[bool, str])
+        expect("max_workers", max_workers, Optional[int])
+        expect("retry", retry, Optional[RetryPolicy])
+        if request_pool_size < 1:
+            raise ValueError("request_pool_size must be >= 1")
+        if requests_per_second <= 0:
+            raise ValueError("requests_per_second must be > 0")
+        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}")
+        if operating_time_limit <= 0:
+            raise ValueError("operating_time_limit must be > 0")
+        if max_workers is not None and max_workers < 1:
+            raise ValueError("max_workers must be >= 1")
+
+        self.credentials = self._credentials(
+            webhook, token_func, client_id, client_secret, refresh_token, access_token,
+            oauth_token_url, on_token_refresh,
+        )
+        self.verbose = verbose
+        self.batch_size = batch_size
+        self.respect_velocity_policy = respect_velocity_policy
+        workers = max_workers or min(32, request_pool_size)
+        self.transport = Transport(self.credentials, timeout=timeout, verify=ssl)
+        if isinstance(self.credentials, OAuthRefresher):
+            token_url = oauth_token_url
+            self.credentials.bind(lambda query: self.transport.get_json(token_url, query))
+        self.bucket = LeakyBucket(request_pool_size, float(requests_per_second), clock=clock)
+        self.window = OperatingWindow(
+            float(operating_time_limit), clock=clock, enabled=respect_velocity_policy
+        )
+        self.gate = ConcurrencyGate(workers)
+        self._runner = Runner(
+            self.transport,
+            self.credentials,
+            bucket=self.bucket,
+            window=self.window,
+            gate=self.gate,
+            policy=retry or RetryPolicy(),
+            clock=clock,
+            max_workers=workers,
+        )
+
+    @staticmethod
+    def _credentials(
+        webhook: Any,
+        token_func: Optional[Callable[[], str]],
+        client_id: Optional[str],
+        client_secret: Optional[str],
+        refresh_token: Optional[str],
+        access_token: Optional[str],
+        token_url: str,
+        on_refresh: Optional[Callable[[TokenSet], None]],
+    ) -> Credentials:
+        if not isinstance(webhook, str):
+            raise TypeError(f"webhook must be a str URL, got {type(webhook).__name__}")
+        oauth = (client_id, client_secret, refresh_token)
+        if token_func is not None:
+            if any(oauth):
+                raise ValueError("pass either token_func or OAuth client credentials, not both")
+            return TokenFunction(webhook, token_func)
+        if any(oauth):
+            if not all(oauth):
+                raise ValueError("OAuth needs client_id, client_secret and refresh_token")
+            return OAuthRefresher(
+                webhook,
+                client_id=client_id,  # type: ignore[arg-type]
+                client_secret=client_secret,  # type: ignore[arg-type]
+                refresh_token=refresh_token,  # type: ignore[arg-type]
+                access_token=access_token,
+                token_url=token_url,
+                on_refresh=on_refresh,
+            )
+        return Webhook(webhook)
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the worker threads and close every HTTP session. Idempotent."""
+        self._runner.close()
+        self.transport.close()
+
+    def __enter__(self) -> "Bitrix":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"Bitrix({self.credentials.redact(self.credentials.base_url)!r}, "
+            f"requests_per_second={self.bucket.rate}, request_pool_size={self.bucket.capacity})"
+        )
+
+    # -- calls ---------------------------------------------------------------------------
+    def call(self, method: str, item_list: ItemList = None, *, raw: bool = False) -> Any:
+        """Call ``method`` once, or once per item of a list.
+
+        * ``item_list`` a dict (or None): one call; returns its ``result``.
+        * ``item_list`` a list/tuple of dicts: one command per item, sent in batches;
+          returns a tuple of results in input order. If any command fails, raises
+          :class:`BatchError` listing every failure with the successful results in
+          ``.results``.
+        * ``raw=True``: one unbatched JSON call with ``item_list`` sent as given; returns
+          the whole reply envelope (``result``, ``time``, ``total``, ``next``...).
+        """
+        name = check_method(method)
+        expect("raw", raw, bool)
+        if raw:
+            if item_list is not None and not isinstance(item_list, Mapping):
+                raise TypeError("with raw=True, item_list must be a dict or None")
+            return self._runner.request(
+                name, dict(item_list or {}), write=is_write_method(name)
+            ).data
+        if item_list is None or isinstance(item_list, Mapping):
+            params = check_params(item_list)
+            reply = self._runner.request(name, normalize(params), write=is_write_method(name))
+            if "result" not in reply.data:
+                raise InvalidResponse(
+                    "INVALID_RESPONSE", "the reply has no 'result'", status=reply.status,
+                    method=name,
+                )
+            return reply.data["result"]
+        if isinstance(item_list, (str, bytes)) or not isinstance(item_list, Sequence):
+            raise TypeError(
+                f"item_list must be a dict or a list of dicts, got {type(item_list).__name__}"
+            )
+        commands = []
+        for i, item in enumerate(item_list):
+            commands.append(Command(name, check_params(item, where=f"item_list[{i}]")))
+            encode_command(name, item)  # bad values raise TypeError here, before any request
+        results = self._run(commands, desc=name)
+        return tuple(results[i] for i in range(len(commands)))
+
+    def _run(self, commands: Sequence[Command], *, desc: str, unit: str = "item") -> Dict[int, Any]:
+        with self._progress(len(commands), desc, unit) as advance:
+            results, failures = self._runner.run_commands(
+                commands, batch_size=self.batch_size, progress=advance
+            )
+        if failures:
+            raise BatchError(failures, results, total=len(commands), method=desc)
+        return results
+
+    @contextlib.contextmanager
+    def _progress(self, total: int, desc: str, unit: str) -> Iterator[Callable[[int], None]]:
+        if not self.verbose or total <= 1:
+            yield lambda n: None
+            return
+        bar = tqdm(total=total, desc=desc, unit=unit, leave=False)
+        try:
+            yield bar.update
+        finally:
+            bar.close()
+
+    def call_batch(self, params: Mapping[str, Any]) -> Dict[str, Any]:
+        """Send one ``batch`` request as given: ``{"halt": 0, "cmd": {label: "method?query"}}``.
+
+        ``cmd`` values are ``"method?query"`` strings (``$result[label]`` references
+        allowed) or ``(method, params)`` pairs, which are encoded for you. Returns
+        ``{label: result}``. If any command failed, raises :class:`BatchError` whose
+        ``.results_by_label`` holds the successful ones.
+        """
+        if not isinstance(params, Mapping):
+            raise TypeError(f"call_batch takes a dict, got {type(params).__name__}")
+        unknown = set(params) - {"halt", "cmd"}
+        if unknown:
+            raise ValueError(f"call_batch: unexpected keys {sorted(unknown)}")
+        cmd = params.get("cmd")
+        if not isinstance(cmd, Mapping) or not cmd:
+            raise TypeError("call_batch: 'cmd' must be a non-empty dict of label -> command")
+        if len(cmd) > MAX_BATCH_SIZE:
+            raise ValueError(f"call_batch: at most {MAX_BATCH_SIZE} commands per batch")
+        halt = params.get("halt", 0)
+        if halt not in (0, 1, True, False):
+            raise ValueError("call_batch: 'halt' must be 0, 1, True or False")
+        encoded: Dict[str, str] = {}
+        for label, command in cmd.items():
+            if not isinstance(label, str) or not label:
+                raise TypeError(f"call_batch: labels must be non-empty str, got {label!r}")
+            if isinstance(command, str):
+                check_method(command.split("?", 1)[0])
+                encoded[label] = command
+            elif isinstance(command, (tuple, list)) and len(command) == 2:
+                encoded[label] = encode_command(check_method(command[0]),
+                                                check_params(command[1]))
+            else:
+                raise TypeError(
+                    f"call_batch: cmd[{label!r}] must be 'method?query' or (method, params)"
+                )
+        labels = {label: text.split("?", 1)[0].lower() for label, text in encoded.items()}
+        counts: Dict[str, int] = {}
+        for m in labels.values():
+            counts[m] = counts.get(m, 0) + 1
+        payload = {"halt": 1 if halt else 0, "cmd": encoded}
+        reply = self._runner.request(
+            "batch", payload, write=any(is_write_method(m) for m in labels.values()),
+            commands=counts, labels=labels,
+        )
+        from .batch import parse_batch_reply
+
+        parsed = parse_batch_reply(reply.data)
+        order = list(encoded)
+        results = {label: parsed.results[label] for label in order if label in parsed.results}
+        failures: List[CommandFailure] = []
+        from .errors import BitrixError, error_from_reply
+
+        for i, label in enumerate(order):
+            if label in parsed.errors:
+                err = error_from_reply(None, parsed.errors[label], labels[label])
+            elif label in results:
+                continue
+            else:
+                err = BitrixError("NOT_EXECUTED", "the command was not executed",
+                                  method=labels[label])
+            failures.append(CommandFailure(index=i, label=label, method=labels[label], error=err))
+        if failures:
+            error = BatchError(
+                failures,
+                {order.index(label): value for label, value in results.items()},
+                total=len(order),
+                method="batch",
+            )
+            error.results_by_label = results  # type: ignore[attr-defined]
+            raise error
+        return results
+
+    def get_by_ID(
+        self,
+        method: str,
+        ID_list: Sequence[Union[int, str]],
+        ID_field_name: str = "ID",
+        params: Optional[Mapping[str, Any]] = None,
+    ) -> Dict[Union[int, str], Any]:
+        """Call ``method`` (e.g. ``crm.deal.get``) once per ID; returns ``{ID: result}``.
+
+        The dict keeps the order of ``ID_list`` (duplicates are fetched once); failures
+        raise :class:`BatchError`. ``params`` are added to every command.
+        """
+        name = check_method(method)
+        if isinstance(ID_list, (str, bytes)) or not isinstance(ID_list, Sequence):
+            raise TypeError("ID_list must be a list of IDs")
+        expect("ID_field_name", ID_field_name, str)
+        extra = dict(check_params(params))
+        ids: List[Union[int, str]] = []
+        seen = set()
+        for value in ID_list:
+            if isinstance(value, bool) or not isinstance(value, (int, str)):
+                raise TypeError(f"IDs must be int or str, got {value!r}")
+            if isinstance(value, str) and not value.strip().isdigit():
+                raise ValueError(f"not an ID: {value!r}")
+            if value not in seen:
+                seen.add(value)
+                ids.append(value)
+        commands = [Command(name, {**extra, ID_field_name: value}) for value in ids]
+        results = self._run(commands, desc=name)
+        return {value: results[i] for i, value in enumerate(ids)}
+
+    # -- lists -------------------------------------------------------------------------
+    def get_all(
+        self,
+        method: str,
+        params: Optional[Mapping[str, Any]] = None,
+        *,
+        strategy: StrategyChoice = None,
+        ids: Optional[Sequence[Union[int, str]]] = None,
+    ) -> List[Any]:
+        """Every record of a list method, as a list.
+
+        Records come in ID order (for offset pages with a custom ``order``: the
+        server's order). Nested results (``result.items``, ``result.tasks``...) are
+        flattened. ``strategy``: ``"id_ranges"`` (the default where the method can
+        filter and order by ID), ``"offset"`` (any method, any ``order``) or
+        ``"id_list"`` with ``ids`` (records with those IDs through the list method, 50
+        per command). Passing ``ids`` alone picks ``"id_list"``.
+        """
+        pager = self._pager(method, params, strategy, ids)
+        pairs: List[Tuple[Any, Any]] = []
+        for chunk in self._pages(pager, max_in_flight=self._runner.max_workers):
+            pairs.extend(chunk)
+        pairs.sort(key=_sort_key)
+        return [record for _, record in pairs]
+
+    def iter_all(
+        self,
+        method: str,
+        params: Optional[Mapping[str, Any]] = None,
+        *,
+        strategy: StrategyChoice = None,
+        ids: Optional[Sequence[Union[int, str]]] = None,
+        max_in_flight: Optional[int] = None,
+    ) -> Iterator[Any]:
+        """Like :meth:`get_all`, but yields records as pages arrive (in no set order).
+
+        Memory stays bounded by ``max_in_flight`` batches (default: 8, or fewer
+        workers), whatever the size of the export. Stopping the iteration early
+        cancels the requests not yet sent.
+        """
+        pager = self._pager(method, params, strategy, ids)
+        limit = max_in_flight or min(8, self._runner.max_workers)
+        expect("max_in_flight", limit, int)
+        if limit < 1:
+            raise ValueError("max_in_flight must be >= 1")
+        return self._iter_records(pager, limit)
+
+    def _iter_records(self, pager: Strategy, limit: int) -> Iterator[Any]:
+        for chunk in self._pages(pager, max_in_flight=limit):
+            for _, record in chunk:
+                yield record
+
+    def _pages(self, pager: Strategy, *, max_in_flight: int) -> Iterator[List[Tuple[Any, Any]]]:
+        bar = None
+        if self.verbose:
+            bar = tqdm(total=pager.total, desc=pager.method.name, unit="rec", leave=False)
+        try:
+            for chunk in drive(self._runner, pager, max_in_flight=max_in_flight):
+                if bar is not None:
+                    if pager.total is not None and bar.total != pager.total:
+                        bar.total = pager.total
+                        bar.refresh()
+                    bar.update(len(chunk))
+                yield chunk
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _pager(
+        self,
+        method: str,
+        params: Optional[Mapping[str, Any]],
+        strategy: StrategyChoice,
+        ids: Optional[Sequence[Union[int, str]]],
+    ) -> Strategy:
+        name = check_method(method)
+        checked = dict(check_params(params))
+        described = list_method(name)
+        for key in list(checked):
+            if key.lower() == "start":
+                warnings.warn("'start' is ignored by get_all()/iter_all(): they page "
+                              "through every record", BitrixWarning, stacklevel=3)
+                del checked[key]
+        if isinstance(strategy, str):
+            if strategy not in STRATEGIES:
+                raise ValueError(f"strategy must be one of {sorted(STRATEGIES)}, got {strategy!r}")
+            chosen: Optional[type] = STRATEGIES[strategy]
+        elif strategy is None or (isinstance(strategy, type) and issubclass(strategy, Strategy)):
+            chosen = strategy
+        else:
+            raise TypeError("strategy must be a strategy name or class")
+        if ids is not None:
+            if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
+                raise TypeError("ids must be a list of IDs")
+            if chosen not in (None, IdList):
+                raise ValueError("ids goes with the id_list strategy")
+            return IdList(described, checked, self.batch_size, ids=ids)
+        if chosen is IdList:
+            raise ValueError("the id_list strategy needs ids=[...]")
+        if chosen is None:
+            chosen = IdRanges if described.id_cursor and _id_order(described, checked) else OffsetPages
+        if chosen is IdRanges:
+            _drop_id_order(described, checked)
+            return IdRanges(described, checked, self.batch_size, parallel=self._runner.max_workers)
+        return OffsetPages(described, checked, self.batch_size)
+
+    def list_and_get(self, method_branch: str, ID_field_name: str = "ID") -> Dict[Any, Any]:
+        """``{ID: record}`` for every record of ``method_branch`` (e.g. ``"crm.deal"``).
+
+        Lists the IDs with ``<branch>.list`` (ID ranges, ``select`` of the ID only),
+        then fetches each record with ``<branch>.get``, as fast_bitrix24 does.
+        """
+        branch = check_method(method_branch)
+        expect("ID_field_name", ID_field_name, str)
+        listed = self.get_all(f"{branch}.list", {"select": [ID_field_name]})
+        ids = []
+        for record in listed:
+            value = record.get(ID_field_name) if isinstance(record, Mapping) else None
+            if value is None:
+                raise InvalidResponse("INVALID_RESPONSE",
+                                      f"a listed record has no {ID_field_name!r}",
+                                      method=f"{branch}.list")
+            ids.append(value)
+        return self.get_by_ID(f"{branch}.get", ids, ID_field_name)
+
+    @contextlib.contextmanager
+    def slow(self, max_concurrent_requests: int = 1) -> Iterator["Bitrix"]:
+        """Temporarily cap concurrent requests (for every thread using this client)."""
+        expect("max_concurrent_requests", max_concurrent_requests, int)
+        if max_concurrent_requests < 1:
+            raise ValueError("max_concurrent_requests must be >= 1")
+        with self.gate.cap(max_concurrent_requests):
+            yield self
+
+    def stats(self) -> Dict[str, Any]:
+        """The limiter's view: bucket rate, concurrency, per-method operating budgets."""
+        return {
+            "requests_per_second": self.bucket.current_rate,
+            "concurrency": self.gate.effective_limit,
+            "operating": self.window.snapshot(),
+        }
+
+
+__all__: Tuple[str, ...] = ("Bitrix",)

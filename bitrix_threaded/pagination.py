@@ -1,0 +1,455 @@
+"""Pagination strategies: plain classes that plan batches and consume their results.
+
+A strategy never does I/O. It hands out :class:`Plan` objects (the commands of one
+``batch`` request, at most ``batch_size``, labelled by position) and is fed each plan's
+:class:`Outcome`; it answers with a :class:`Step`: the records it got and the plans to
+send next. The client's driver runs the plans on the thread pool and the strategy
+decides everything else, so each strategy is tested on plain dicts.
+
+* :class:`OffsetPages` - ``start=0`` first, which reports ``total``; then every other
+  offset in parallel batches. Works for every list method and any ``order``. Costs an
+  offset scan and a count per page on the server.
+* :class:`IdRanges` - the default where the method can filter and order by its ID: the
+  ID span is split into ranges walked in parallel; inside a range, one batch chains up
+  to ``batch_size`` cursor pages (``>ID`` = the previous page's last ID, ``order ID
+  ASC``, ``start=-1``: no offset scan, no count), so one request brings up to 2,500
+  records. Each range yields only IDs inside its own bounds and past its own cursor, so
+  every record comes exactly once even while records are added or deleted.
+* :class:`IdList` - known IDs fetched through the list method with ``@ID`` filters, 50
+  IDs per command.
+
+Records are emitted as ``(sort_key, record)`` pairs; sorting by the key gives ID order
+(or, for offset pages, the server's order).
+
+Thread safety: a strategy object belongs to one export and is driven by one thread.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from .batch import Command, command_label
+from .errors import (
+    BitrixError,
+    CommandFailure,
+    OperationTimeLimit,
+    OverloadLimit,
+    QueryLimitExceeded,
+    ServerError,
+    TransportError,
+)
+from .methods import ListMethod
+from .validation import BitrixWarning
+
+PAGE = 50
+#: Attempts for a page that failed inside a batch for a transient reason.
+PAGE_ATTEMPTS = 30
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One batch request: commands labelled ``command_label(position)``."""
+
+    commands: Tuple[Command, ...]
+    tag: Any = None
+    attempt: int = 0
+
+
+@dataclass
+class Outcome:
+    """What came back for a plan, keyed by command position."""
+
+    results: Dict[int, Any] = field(default_factory=dict)
+    failures: List[CommandFailure] = field(default_factory=list)
+    totals: Dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class Step:
+    records: List[Tuple[Any, Any]] = field(default_factory=list)
+    plans: List[Plan] = field(default_factory=list)
+
+
+def _transient(failure: CommandFailure) -> bool:
+    """Safe to ask again: the page was not produced for a passing reason."""
+    err = failure.error
+    return failure.code == "NOT_EXECUTED" or isinstance(
+        err, (OperationTimeLimit, QueryLimitExceeded, OverloadLimit, ServerError, TransportError)
+    )
+
+
+def _raise(failure: CommandFailure) -> None:
+    err = failure.error
+    if isinstance(err, BitrixError):
+        raise err
+    raise BitrixError(failure.code, failure.description, method=failure.method)
+
+
+def _int_id(value: Any) -> Optional[int]:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+class Strategy:
+    """Base class: shared parameter handling. Subclasses implement initial/consume."""
+
+    name = "strategy"
+
+    def __init__(self, method: ListMethod, params: Mapping[str, Any], batch_size: int = 50):
+        if not 1 <= batch_size <= 50:
+            raise ValueError("batch_size must be between 1 and 50")
+        self.method = method
+        self.batch_size = batch_size
+        self.params: Dict[str, Any] = {}
+        self.user_filter: Dict[str, Any] = {}
+        for key, value in params.items():
+            if key.lower() == method.filter_param.lower():
+                self.user_filter = dict(value)
+            elif key.lower() == "start":
+                continue  # the strategy owns paging
+            else:
+                self.params[key] = value
+        #: Records expected, when known (for progress bars); may change as pages arrive.
+        self.total: Optional[int] = None
+        self.emitted = 0
+
+    def initial(self) -> List[Plan]:
+        raise NotImplementedError
+
+    def consume(self, plan: Plan, outcome: Outcome) -> Step:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Called once after the last plan; may warn about inconsistencies."""
+
+    def _command(self, filter_: Mapping[str, Any], start: int, **overrides: Any) -> Command:
+        params = dict(self.params)
+        params.update(overrides)
+        if filter_:
+            params[self.method.filter_param] = dict(filter_)
+        params["start"] = start
+        return Command(self.method.name, params)
+
+    def _chunks(self, commands: Sequence[Command], tag: Any) -> List[Plan]:
+        size = self.batch_size
+        return [
+            Plan(tuple(commands[i:i + size]), tag=tag)
+            for i in range(0, len(commands), size)
+        ]
+
+
+class OffsetPages(Strategy):
+    """Pages by ``start`` offsets: the first page gives ``total``, the rest go in parallel.
+
+    Records are de-duplicated by ID when the method's records have one (pages shift when
+    records are added or deleted during the export); a warning is issued when the number
+    of records differs from the first page's ``total``.
+    """
+
+    name = "offset"
+
+    def __init__(self, method: ListMethod, params: Mapping[str, Any], batch_size: int = 50):
+        super().__init__(method, params, batch_size)
+        self._seen: set = set()
+        self._dedupe = method.record_id is not None
+
+    def initial(self) -> List[Plan]:
+        return [Plan((self._command(self.user_filter, 0),), tag=0)]
+
+    def consume(self, plan: Plan, outcome: Outcome) -> Step:
+        step = Step()
+        retry: List[Tuple[int, Command]] = []
+        for position, command in enumerate(plan.commands):
+            offset = command.params["start"]
+            if position not in outcome.results:
+                failure = next(f for f in outcome.failures if f.index == position)
+                if _transient(failure) and plan.attempt < PAGE_ATTEMPTS:
+                    retry.append((offset, command))
+                    continue
+                _raise(failure)
+            page = self.method.records(outcome.results[position])
+            for i, record in enumerate(page):
+                if self._dedupe and isinstance(record, Mapping):
+                    rid = record.get(self.method.record_id)
+                    if rid is not None:
+                        if rid in self._seen:
+                            continue
+                        self._seen.add(rid)
+                step.records.append(((offset, i), record))
+            if offset == 0 and plan.tag == 0:
+                self.total = outcome.totals.get(position)
+                if self.total is not None and len(page) >= PAGE:
+                    later = [self._command(self.user_filter, start)
+                             for start in range(PAGE, self.total, PAGE)]
+                    step.plans.extend(self._chunks(later, tag="pages"))
+        if retry:
+            step.plans.append(Plan(tuple(c for _, c in retry), tag=plan.tag,
+                                   attempt=plan.attempt + 1))
+        self.emitted += len(step.records)
+        return step
+
+    def finish(self) -> None:
+        if self.total is not None and self.emitted != self.total:
+            warnings.warn(
+                f"{self.method.name}: got {self.emitted} records, the first page said "
+                f"{self.total} (records changed during the export; use the ID ranges "
+                "strategy for an exactly-once export)",
+                BitrixWarning,
+                stacklevel=3,
+            )
+
+
+@dataclass
+class _Range:
+    lo: int           # exclusive: the last ID already delivered (or the bound below)
+    hi: int           # inclusive upper bound; may shrink when the range is split
+    done: bool = False
+    busy: bool = False
+    reach: int = 0    # an estimate of how far the batch in flight will get
+
+
+class IdRanges(Strategy):
+    """Parallel ID ranges with chained cursor pages inside each batch.
+
+    ``parallel`` is how many ranges are kept walking at once (the driver's workers).
+    """
+
+    name = "id_ranges"
+
+    def __init__(
+        self,
+        method: ListMethod,
+        params: Mapping[str, Any],
+        batch_size: int = 50,
+        *,
+        parallel: int = 8,
+    ):
+        if not method.id_cursor:
+            raise ValueError(f"{method.name} cannot be paged by ID ranges")
+        super().__init__(method, params, batch_size)
+        for key in self.params:
+            if key.lower() == method.order_param.lower():
+                raise ValueError("ID ranges return records in ID order; drop 'order' "
+                                 "or use the offset strategy")
+        self.parallel = max(1, parallel)
+        self._ranges: Dict[int, _Range] = {}
+        self._next_id = 0
+        self._density = 1.0  # records per ID unit, learned as pages arrive
+        fid = method.filter_id
+        assert fid is not None
+        self._gt, self._le = f">{fid}", f"<={fid}"
+        self._order = {method.order_param: {fid: "ASC"}}
+        select = self.params.get("select")
+        if select is not None:
+            names = [s.upper() for s in select]
+            if "*" not in names and fid.upper() not in names:
+                self.params["select"] = [*select, fid]
+
+    # -- planning -------------------------------------------------------------------
+    def initial(self) -> List[Plan]:
+        first = self._command(self.user_filter, 0, **self._order)
+        last = self._command(
+            self.user_filter, -1, **{self.method.order_param: {self.method.filter_id: "DESC"},
+                                    "select": [self.method.filter_id]}
+        )
+        return [Plan((first, last), tag="probe")]
+
+    def _range_plan(self, rid: int) -> Plan:
+        rng = self._ranges[rid]
+        expected = (rng.hi - rng.lo) * self._density
+        pages = min(self.batch_size, max(1, math.ceil(expected / PAGE) + 2))
+        commands = []
+        for j in range(pages):
+            cursor: Any = rng.lo if j == 0 else self.method.path(command_label(j - 1), PAGE - 1)
+            filter_ = {**self.user_filter, self._gt: cursor, self._le: rng.hi}
+            commands.append(self._command(filter_, -1, **self._order))
+        rng.busy = True
+        rng.reach = rng.lo + int(pages * PAGE / max(self._density, 1e-9))
+        return Plan(tuple(commands), tag=rid)
+
+    def _new_range(self, lo: int, hi: int) -> int:
+        rid = self._next_id
+        self._next_id += 1
+        self._ranges[rid] = _Range(lo=lo, hi=hi)
+        return rid
+
+    # -- consuming ------------------------------------------------------------------
+    def consume(self, plan: Plan, outcome: Outcome) -> Step:
+        if plan.tag == "probe":
+            return self._consume_probe(plan, outcome)
+        return self._consume_range(plan, outcome)
+
+    def _ids(self, page: Iterable[Any]) -> List[Optional[int]]:
+        key = self.method.record_id
+        return [_int_id(r.get(key)) if isinstance(r, Mapping) else None for r in page]
+
+    def _consume_probe(self, plan: Plan, outcome: Outcome) -> Step:
+        step = Step()
+        for failure in outcome.failures:
+            if _transient(failure) and plan.attempt < PAGE_ATTEMPTS:
+                step.plans.append(Plan(plan.commands, tag="probe", attempt=plan.attempt + 1))
+                return step
+            _raise(failure)
+        page = self.method.records(outcome.results.get(0))
+        ids = self._ids(page)
+        for rid_value, record in zip(ids, page):
+            step.records.append((rid_value, record))
+        self.total = outcome.totals.get(0) or None
+        self.emitted += len(page)
+        if len(page) < PAGE or ids[-1] is None:
+            self.total = len(page)
+            return step
+        top = self._ids(self.method.records(outcome.results.get(1)))
+        if not top or top[0] is None:
+            return step
+        lo, hi = ids[-1], top[0]
+        if hi <= lo:
+            return step
+        if self.total:
+            remaining = max(1, self.total - len(page))
+        else:
+            first_id = ids[0] if ids[0] is not None else lo
+            remaining = max(1, round((hi - lo) * PAGE / max(1, lo - first_id + 1)))
+        self._density = min(1.0, remaining / (hi - lo))
+        # Aim a little under a full batch per range, so an estimate that is slightly
+        # off does not cost a whole extra round trip for a few records.
+        per_range = 0.9 * self.batch_size * PAGE
+        count = max(1, math.ceil(remaining / per_range))
+        bounds = [lo + round((hi - lo) * k / count) for k in range(count + 1)]
+        for a, b in zip(bounds, bounds[1:]):
+            if b > a:
+                step.plans.append(self._range_plan(self._new_range(a, b)))
+        return step
+
+    def _consume_range(self, plan: Plan, outcome: Outcome) -> Step:
+        step = Step()
+        rng = self._ranges[plan.tag]
+        rng.busy = False
+        failed = {f.index: f for f in outcome.failures}
+        finished = False
+        stalled = False
+        for position in range(len(plan.commands)):
+            if position in failed:
+                failure = failed[position]
+                if _transient(failure) and plan.attempt < PAGE_ATTEMPTS:
+                    stalled = True
+                    break
+                _raise(failure)
+            page = self.method.records(outcome.results.get(position))
+            ids = self._ids(page)
+            for rid_value, record in zip(ids, page):
+                if rid_value is not None and rng.lo < rid_value <= rng.hi:
+                    step.records.append((rid_value, record))
+            known = [i for i in ids if i is not None]
+            if known:
+                rng.lo = max(rng.lo, known[-1])
+            if len(page) < PAGE or rng.lo >= rng.hi:
+                # A short page is the end of the range; pages chained after it in the
+                # same batch referenced a record that does not exist: ignore them.
+                finished = True
+                break
+        self.emitted += len(step.records)
+        if finished:
+            rng.done = True
+        else:
+            attempt = plan.attempt + 1 if stalled else 0
+            next_plan = self._range_plan(plan.tag)
+            step.plans.append(Plan(next_plan.commands, tag=plan.tag, attempt=attempt))
+        step.plans.extend(self._rebalance())
+        return step
+
+    def _rebalance(self) -> List[Plan]:
+        """Split the longest unfinished range while fewer ranges than workers are walking."""
+        plans = []
+        while sum(1 for r in self._ranges.values() if not r.done) < self.parallel:
+            candidates = [(r.hi - max(r.lo, r.reach if r.busy else r.lo), rid)
+                          for rid, r in self._ranges.items() if not r.done]
+            if not candidates:
+                break
+            span, rid = max(candidates)
+            if span * self._density < 2 * PAGE:
+                break
+            rng = self._ranges[rid]
+            start = max(rng.lo, rng.reach) if rng.busy else rng.lo
+            middle = start + span // 2
+            new = self._new_range(middle, rng.hi)
+            rng.hi = middle
+            plans.append(self._range_plan(new))
+            if not rng.busy:
+                break
+        return plans
+
+
+class IdList(Strategy):
+    """Records with known IDs through the list method: ``@ID`` filters, 50 IDs a command."""
+
+    name = "id_list"
+
+    def __init__(
+        self,
+        method: ListMethod,
+        params: Mapping[str, Any],
+        batch_size: int = 50,
+        *,
+        ids: Sequence[Any] = (),
+    ):
+        if method.filter_id is None or method.record_id is None:
+            raise ValueError(f"{method.name} cannot be filtered by ID")
+        super().__init__(method, params, batch_size)
+        unique: List[int] = []
+        seen = set()
+        for value in ids:
+            number = _int_id(value)
+            if number is None:
+                raise ValueError(f"not an ID: {value!r}")
+            if number not in seen:
+                seen.add(number)
+                unique.append(number)
+        self.ids = unique
+        self.total = len(unique)
+        self.found: set = set()
+
+    def initial(self) -> List[Plan]:
+        key = f"@{self.method.filter_id}"
+        commands = [
+            self._command({**self.user_filter, key: self.ids[i:i + PAGE]}, -1)
+            for i in range(0, len(self.ids), PAGE)
+        ]
+        return self._chunks(commands, tag="ids")
+
+    def consume(self, plan: Plan, outcome: Outcome) -> Step:
+        step = Step()
+        retry = []
+        for position, command in enumerate(plan.commands):
+            if position not in outcome.results:
+                failure = next(f for f in outcome.failures if f.index == position)
+                if _transient(failure) and plan.attempt < PAGE_ATTEMPTS:
+                    retry.append(command)
+                    continue
+                _raise(failure)
+            for record in self.method.records(outcome.results[position]):
+                rid = _int_id(record.get(self.method.record_id)) if isinstance(
+                    record, Mapping) else None
+                if rid is not None and rid not in self.found:
+                    self.found.add(rid)
+                    step.records.append((rid, record))
+        if retry:
+            step.plans.append(Plan(tuple(retry), tag=plan.tag, attempt=plan.attempt + 1))
+        self.emitted += len(step.records)
+        return step
+
+    @property
+    def missing(self) -> List[int]:
+        """Requested IDs that no page returned (deleted, or filtered out)."""
+        return [i for i in self.ids if i not in self.found]
+
+
+STRATEGIES = {cls.name: cls for cls in (OffsetPages, IdRanges, IdList)}
