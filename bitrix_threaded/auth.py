@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 MASK = "***"
@@ -54,7 +54,7 @@ class Credentials:
         return {}
 
     def generation(self) -> int:
-        """A counter that changes each time the token is renewed."""
+        """A counter that changes each time the token is renewed (fetching the first)."""
         return 0
 
     def renew(self, seen_generation: int) -> None:
@@ -168,6 +168,8 @@ class TokenFunction(Credentials):
 
     def generation(self) -> int:
         with self._lock:
+            if self._token is None:
+                self._fetch()
             return self._generation
 
     def renew(self, seen_generation: int) -> None:
@@ -257,16 +259,23 @@ class OAuthRefresher(Credentials):
         """Set the function that GETs the token URL with the given query and returns JSON."""
         self._exchange = exchange
 
-    def auth_params(self) -> Dict[str, str]:
+    def _current(self) -> Tuple[str, int]:
+        """The access token and its generation, refreshing first when there is none."""
+        token_set = None
         with self._lock:
             if self._access_token is None:
-                self._refresh_locked()
-            assert self._access_token is not None
-            return {"auth": self._access_token}
+                token_set = self._refresh_locked()
+            token, generation = self._access_token, self._generation
+        if token_set is not None and self._on_refresh is not None:
+            self._on_refresh(token_set)
+        assert token is not None
+        return token, generation
+
+    def auth_params(self) -> Dict[str, str]:
+        return {"auth": self._current()[0]}
 
     def generation(self) -> int:
-        with self._lock:
-            return self._generation
+        return self._current()[1]
 
     def renew(self, seen_generation: int) -> None:
         token_set = None

@@ -421,7 +421,7 @@ class Bitrix:
         cancels the requests not yet sent.
         """
         pager = self._pager(method, params, strategy, ids)
-        limit = max_in_flight or min(8, self._runner.max_workers)
+        limit = min(8, self._runner.max_workers) if max_in_flight is None else max_in_flight
         expect("max_in_flight", limit, int)
         if limit < 1:
             raise ValueError("max_in_flight must be >= 1")

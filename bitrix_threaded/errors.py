@@ -296,6 +296,10 @@ class BatchError(BitrixError):
         total: int,
         method: str | None = None,
     ) -> None:
+        if isinstance(failures, (str, bytes)) or not all(
+            isinstance(f, CommandFailure) for f in failures
+        ):
+            raise TypeError("failures must be a sequence of CommandFailure")
         ordered = tuple(sorted(failures, key=lambda f: f.index))
         super().__init__("BATCH_ERROR", _summary(ordered, total), method=method)
         self.failures = ordered

@@ -178,7 +178,9 @@ class Runner:
                     self.bucket.penalize()
                     self.gate.penalize()
                 elif isinstance(err, OperationTimeLimit):
-                    self.window.block(method, self._reset_in(err))
+                    # A batch is never charged itself: hold back the methods it carries.
+                    for blocked in counts:
+                        self.window.block(blocked, self._reset_in(err))
                 decision = self.policy.decide(
                     err, attempt=attempt, limit_attempt=limit_attempt, write=write
                 )

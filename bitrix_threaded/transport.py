@@ -80,6 +80,8 @@ class Transport:
 
     # -- sessions ---------------------------------------------------------------------
     def _session(self) -> requests.Session:
+        if self._closed:
+            raise RuntimeError("the client is closed")
         session = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()

@@ -24,9 +24,10 @@ def flatten(value, prefix=None):
         items = value.items()
     elif isinstance(value, list):
         items = ((str(i), v) for i, v in enumerate(value))
+    elif isinstance(value, float):
+        return [(prefix, php_float(value))]
     else:
-        return [(prefix, value if isinstance(value, str) else php_float(value)
-                 if isinstance(value, float) else str(value))]
+        return [(prefix, str(value))]
     pairs = []
     for key, item in items:
         pairs.extend(flatten(item, key if prefix is None else f"{prefix}[{key}]"))

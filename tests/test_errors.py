@@ -250,7 +250,8 @@ def test_unknown_codes_give_the_root_class(status, payload):
 
 
 @pytest.mark.parametrize("code", [
-    "query_limit_exceeded", "Query_Limit_Exceeded", "QUERY_LIMIT_EXCEEDED", " QUERY_LIMIT_EXCEEDED ",
+    "query_limit_exceeded", "Query_Limit_Exceeded", "QUERY_LIMIT_EXCEEDED",
+    " QUERY_LIMIT_EXCEEDED ",
 ])
 def test_codes_compare_case_insensitively(code):
     err = error_from_reply(503, reply(code, "Too many requests"), None)
@@ -482,3 +483,10 @@ def test_batch_error_description_lists_the_first_few():
     assert err.description.endswith("; and 7 more")
     assert str(err).startswith("BATCH_ERROR: 10 of 10 commands failed")
     assert str(err).endswith("(method crm.item.get)")
+
+
+def test_batch_error_rejects_bad_failures():
+    with pytest.raises(TypeError, match="CommandFailure"):
+        BatchError("BATCH_ERROR", {}, total=1)
+    with pytest.raises(TypeError, match="CommandFailure"):
+        BatchError([NotFound("NOT_FOUND")], {}, total=1)
