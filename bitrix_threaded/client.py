@@ -151,7 +151,11 @@ class Bitrix:
         if isinstance(self.credentials, OAuthRefresher):
             token_url = oauth_token_url
             self.credentials.bind(lambda query: self.transport.get_json(token_url, query))
-        self.bucket = LeakyBucket(request_pool_size, float(requests_per_second), clock=clock)
+        # The portal counts a request when it arrives, not when we send it: requests
+        # sent apart can arrive together. Keep one request plus 0.1 s of drain free.
+        margin = min(request_pool_size - 1.0, 1.0 + 0.1 * float(requests_per_second))
+        self.bucket = LeakyBucket(request_pool_size, float(requests_per_second), clock=clock,
+                                  margin=max(0.0, margin))
         self.window = OperatingWindow(
             float(operating_time_limit), clock=clock, enabled=respect_velocity_policy
         )

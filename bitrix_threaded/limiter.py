@@ -369,14 +369,23 @@ class OperatingWindow:
                 state.reset_until = None
 
     def block(self, method: str, reset_in: float | None) -> None:
-        """Hold ``method`` for ``reset_in`` seconds (``default_block`` when ``None``),
-        after a 429 or a per-command OPERATION_TIME_LIMIT. Never shortens a block."""
+        """Hold ``method`` for ``reset_in`` seconds after a 429 or a per-command
+        OPERATION_TIME_LIMIT. ``None``: until the reset its last report announced, or
+        ``default_block`` seconds when none is known. Never shortens a block."""
         key = _method_key(method)
-        seconds = self._default_block if reset_in is None else max(
+        seconds = None if reset_in is None else max(
             0.0, _number(reset_in, "reset_in", minimum=None))
         with self._lock:
             state = self._methods.setdefault(key, _MethodState())
-            state.blocked_until = max(state.blocked_until, self._clock.monotonic() + seconds)
+            now = self._clock.monotonic()
+            if seconds is None:
+                # Unknown here (a per-command error has no time block): the reset the
+                # method's last report announced, if still ahead, else the default.
+                known = state.reset_until
+                seconds = known - now if known is not None and known > now else None
+            if seconds is None:
+                seconds = self._default_block
+            state.blocked_until = max(state.blocked_until, now + seconds)
 
     def delay(self, methods: Mapping[str, int]) -> float:
         """Seconds a request with ``methods`` (name -> command count) must wait; 0.0 = go."""

@@ -211,9 +211,18 @@ class OffsetPages(Strategy):
 class _Range:
     lo: int           # exclusive: the last ID already delivered (or the bound below)
     hi: int           # inclusive upper bound; may shrink when the range is split
+    density: float    # records per ID unit, learned from this range's own pages
     done: bool = False
     busy: bool = False
     reach: int = 0    # an estimate of how far the batch in flight will get
+    seen: int = 0     # records this range has delivered
+    walked: int = 0   # ID span this range has walked
+
+    def learn(self, records: int, span: int) -> None:
+        self.seen += records
+        self.walked += max(0, span)
+        if self.walked > 0 and self.seen > 0:
+            self.density = min(1.0, self.seen / self.walked)
 
 
 class IdRanges(Strategy):
@@ -240,6 +249,9 @@ class IdRanges(Strategy):
                 raise ValueError("ID ranges return records in ID order; drop 'order' "
                                  "or use the offset strategy")
         self.parallel = max(1, parallel)
+        # Aim a little under a full batch per range, so an estimate that is slightly
+        # off does not cost a whole extra round trip for a few records.
+        self._per_range = 0.9 * self.batch_size * PAGE
         self._ranges: Dict[int, _Range] = {}
         self._next_id = 0
         self._density = 1.0  # records per ID unit, learned as pages arrive
@@ -264,22 +276,31 @@ class IdRanges(Strategy):
 
     def _range_plan(self, rid: int) -> Plan:
         rng = self._ranges[rid]
-        expected = (rng.hi - rng.lo) * self._density
-        pages = min(self.batch_size, max(1, math.ceil(expected / PAGE) + 2))
+        expected = (rng.hi - rng.lo) * rng.density
+        # A little more than expected: an extra empty page costs far less than an
+        # extra round trip for the last few records.
+        pages = min(self.batch_size, max(1, math.ceil(expected * 1.1 / PAGE) + 1))
         commands = []
         for j in range(pages):
             cursor: Any = rng.lo if j == 0 else self.method.path(command_label(j - 1), PAGE - 1)
             filter_ = {**self.user_filter, self._gt: cursor, self._le: rng.hi}
             commands.append(self._command(filter_, -1, **self._order))
         rng.busy = True
-        rng.reach = rng.lo + int(pages * PAGE / max(self._density, 1e-9))
+        rng.reach = rng.lo + int(pages * PAGE / max(rng.density, 1e-9))
         return Plan(tuple(commands), tag=rid)
 
-    def _new_range(self, lo: int, hi: int) -> int:
+    def _new_range(self, lo: int, hi: int, density: float) -> int:
         rid = self._next_id
         self._next_id += 1
-        self._ranges[rid] = _Range(lo=lo, hi=hi)
+        self._ranges[rid] = _Range(lo=lo, hi=hi, density=density)
         return rid
+
+    def _split(self, lo: int, hi: int, density: float, pieces: int) -> List[int]:
+        bounds = [lo + round((hi - lo) * k / pieces) for k in range(pieces + 1)]
+        return [self._new_range(a, b, density) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+    def _active(self) -> int:
+        return sum(1 for r in self._ranges.values() if not r.done)
 
     # -- consuming ------------------------------------------------------------------
     def consume(self, plan: Plan, outcome: Outcome) -> Step:
@@ -319,14 +340,9 @@ class IdRanges(Strategy):
             first_id = ids[0] if ids[0] is not None else lo
             remaining = max(1, round((hi - lo) * PAGE / max(1, lo - first_id + 1)))
         self._density = min(1.0, remaining / (hi - lo))
-        # Aim a little under a full batch per range, so an estimate that is slightly
-        # off does not cost a whole extra round trip for a few records.
-        per_range = 0.9 * self.batch_size * PAGE
-        count = max(1, math.ceil(remaining / per_range))
-        bounds = [lo + round((hi - lo) * k / count) for k in range(count + 1)]
-        for a, b in zip(bounds, bounds[1:]):
-            if b > a:
-                step.plans.append(self._range_plan(self._new_range(a, b)))
+        count = max(1, math.ceil(remaining / self._per_range))
+        for rid in self._split(lo, hi, self._density, count):
+            step.plans.append(self._range_plan(rid))
         return step
 
     def _consume_range(self, plan: Plan, outcome: Outcome) -> Step:
@@ -336,6 +352,7 @@ class IdRanges(Strategy):
         failed = {f.index: f for f in outcome.failures}
         finished = False
         stalled = False
+        start = rng.lo
         for position in range(len(plan.commands)):
             if position in failed:
                 failure = failed[position]
@@ -357,34 +374,45 @@ class IdRanges(Strategy):
                 finished = True
                 break
         self.emitted += len(step.records)
+        rng.learn(len(step.records), min(rng.lo, rng.hi) - start)
         if finished:
             rng.done = True
+        elif stalled:
+            retry = self._range_plan(plan.tag)
+            step.plans.append(Plan(retry.commands, tag=plan.tag, attempt=plan.attempt + 1))
         else:
-            attempt = plan.attempt + 1 if stalled else 0
-            next_plan = self._range_plan(plan.tag)
-            step.plans.append(Plan(next_plan.commands, tag=plan.tag, attempt=attempt))
-        step.plans.extend(self._rebalance())
+            # The range holds more than planned: continue it, split across the slots
+            # that ranges finished early have freed.
+            rng.done = True
+            remaining = (rng.hi - rng.lo) * rng.density
+            idle = max(0, self.parallel - self._active())
+            pieces = max(1, min(idle + 1, math.ceil(remaining / self._per_range)))
+            for rid in self._split(rng.lo, rng.hi, rng.density, pieces):
+                step.plans.append(self._range_plan(rid))
+        if finished:
+            step.plans.extend(self._rebalance())
         return step
 
     def _rebalance(self) -> List[Plan]:
-        """Split the longest unfinished range while fewer ranges than workers are walking."""
+        """Split the biggest unfinished range while fewer ranges than workers are walking."""
         plans = []
-        while sum(1 for r in self._ranges.values() if not r.done) < self.parallel:
-            candidates = [(r.hi - max(r.lo, r.reach if r.busy else r.lo), rid)
-                          for rid, r in self._ranges.items() if not r.done]
-            if not candidates:
+        while self._active() < self.parallel:
+            best = None
+            for rid, r in self._ranges.items():
+                if r.done:
+                    continue
+                start = max(r.lo, r.reach) if r.busy else r.lo
+                left = (r.hi - start) * r.density
+                if best is None or left > best[0]:
+                    best = (left, rid, start)
+            if best is None or best[0] < 2 * PAGE:
                 break
-            span, rid = max(candidates)
-            if span * self._density < 2 * PAGE:
-                break
+            _, rid, start = best
             rng = self._ranges[rid]
-            start = max(rng.lo, rng.reach) if rng.busy else rng.lo
-            middle = start + span // 2
-            new = self._new_range(middle, rng.hi)
+            middle = start + (rng.hi - start) // 2
+            new = self._new_range(middle, rng.hi, rng.density)
             rng.hi = middle
             plans.append(self._range_plan(new))
-            if not rng.busy:
-                break
         return plans
 
 

@@ -269,6 +269,11 @@ class Runner:
             return BatchOutcome({}, failures, {}, request_failed=True)
         parsed = parse_batch_reply(reply.data)
         results, failures = split_reply(parsed, chunk)
+        for failure in failures:
+            if isinstance(failure.error, OperationTimeLimit):
+                # Blocked inside the batch, so not executed: hold the method back until
+                # its reset; whoever sends the command again then waits in the window.
+                self.window.block(failure.method, self._reset_in(failure.error))
         index_of = {command_label(i): i for i, _ in chunk}
         totals = {index_of[label]: n for label, n in parsed.totals.items() if label in index_of}
         return BatchOutcome(results, failures, totals)
@@ -327,10 +332,6 @@ class Runner:
         """Seconds to wait before retrying this command, or None when it has failed for good."""
         err = failure.error
         index = failure.index
-        if isinstance(err, OperationTimeLimit):
-            # Blocked inside a batch: not executed. The window now holds the method back
-            # until its reset; the next batch waits there, not here.
-            self.window.block(failure.method, self._reset_in(err))
         if err.code == "NOT_EXECUTED":
             # halt=0 batches run every command; an absent one was dropped by the server.
             return 0.0 if attempts.get(index, 0) < self.policy.max_attempts else None

@@ -1,0 +1,68 @@
+"""Suite-wide guard: no secret in any log line or client error, in any test.
+
+Every ``Bitrix`` created during a test registers its credentials; every
+``BitrixError`` created is remembered; every record logged under
+``bitrix_threaded`` is captured at DEBUG. After the test, none of them may
+contain a secret those credentials held (webhook codes, OAuth tokens, client
+secrets, including rotated-away ones).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from bitrix_threaded import client as client_module
+from bitrix_threaded import errors as errors_module
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture(autouse=True)
+def no_secret_leaks(monkeypatch):
+    clients: list = []
+    raised: list = []
+    original_init = client_module.Bitrix.__init__
+    original_error_init = errors_module.BitrixError.__init__
+
+    def init(self, *args, **kwargs):
+        clients.append(self)
+        original_init(self, *args, **kwargs)
+
+    def error_init(self, *args, **kwargs):
+        raised.append(self)
+        original_error_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(client_module.Bitrix, "__init__", init)
+    monkeypatch.setattr(errors_module.BitrixError, "__init__", error_init)
+    logger = logging.getLogger("bitrix_threaded")
+    capture = _Capture()
+    capture.setFormatter(logging.Formatter("%(message)s"))
+    previous = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(capture)
+    try:
+        yield
+    finally:
+        logger.removeHandler(capture)
+        logger.setLevel(previous)
+    secrets = set()
+    for bx in clients:
+        credentials = getattr(bx, "credentials", None)
+        if credentials is not None:
+            secrets.update(s for s in credentials.secrets() if len(s) >= 6)
+    texts = list(capture.lines)
+    for err in raised:
+        texts.extend([str(err), repr(err), str(getattr(err, "snippet", ""))])
+    texts.extend(repr(bx) for bx in clients if hasattr(bx, "credentials"))
+    for secret in secrets:
+        for text in texts:
+            assert secret not in text, "a secret leaked into a log line or an error"

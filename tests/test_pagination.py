@@ -1,0 +1,264 @@
+"""Pagination strategies driven without HTTP: plans run on the fake portal's data store.
+
+The loop below plays the runner's part: each plan is encoded exactly as the client
+sends it, executed by the portal's batch executor against a ``DataStore``, parsed by
+the client's batch parser and fed back. Plans run in a shuffled order (as on a thread
+pool), and records can be added or deleted between plans.
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+
+import pytest
+
+from bitrix_threaded.batch import batch_payload, parse_batch_reply, split_reply
+from bitrix_threaded.errors import NotFound
+from bitrix_threaded.methods import list_method
+from bitrix_threaded.pagination import IdList, IdRanges, OffsetPages, Outcome, Plan
+from bitrix_threaded.testing.batch import run_batch
+from bitrix_threaded.testing.store import DataStore, PortalError
+
+
+def execute_on(store, fail=None):
+    def execute(method, params):
+        if fail is not None:
+            outcome = fail(method, params)
+            if outcome is not None:
+                return outcome
+        try:
+            out = store.call(method.lower(), params)
+        except PortalError as exc:
+            return {"error": exc.code, "error_description": exc.description}
+        reply = {"result": out.result, "time": {"operating": 0}}
+        if out.total is not None:
+            reply["total"] = out.total
+        if out.next is not None:
+            reply["next"] = out.next
+        return reply
+    return execute
+
+
+def run(strategy, store, *, seed=0, between=None, fail=None, shuffle=True):
+    """Drive ``strategy`` to the end; returns the (key, record) pairs and plans sent."""
+    rng = random.Random(seed)
+    queue = list(strategy.initial())
+    pairs, sent = [], []
+    while queue:
+        plan = queue.pop(rng.randrange(len(queue)) if shuffle else 0)
+        sent.append(plan)
+        chunk = list(enumerate(plan.commands))
+        reply = run_batch(batch_payload(chunk), execute_on(store, fail))
+        parsed = parse_batch_reply({"result": reply})
+        results, failures = split_reply(parsed, chunk)
+        totals = {int(label[1:]): n for label, n in parsed.totals.items()}
+        step = strategy.consume(plan, Outcome(results, failures, totals))
+        pairs.extend(step.records)
+        queue.extend(step.plans)
+        if between is not None:
+            between()
+    strategy.finish()
+    return pairs, sent
+
+
+def ids_of(pairs, key="ID"):
+    return [int(record[key]) for _, record in pairs]
+
+
+DEALS = list_method("crm.deal.list")
+
+
+@pytest.mark.parametrize("count", [0, 1, 49, 50, 51, 2500, 2501, 7000])
+@pytest.mark.parametrize("make", [
+    lambda p: IdRanges(DEALS, p, parallel=4),
+    lambda p: OffsetPages(DEALS, p),
+])
+def test_every_record_exactly_once(count, make):
+    store = DataStore(deals=count, seed=3)
+    pairs, _ = run(make({"select": ["ID", "TITLE"]}), store)
+    got = ids_of(pairs)
+    assert sorted(got) == store.ids("deal")
+    assert len(got) == len(set(got))
+
+
+def test_id_ranges_use_cursor_pages_without_offsets_or_counts():
+    store = DataStore(deals=6000, seed=5)
+    strategy = IdRanges(DEALS, {}, parallel=3)
+    _, sent = run(strategy, store)
+    probe, *walks = sent
+    assert [c.params["start"] for c in probe.commands] == [0, -1]
+    for plan in walks:
+        assert all(c.params["start"] == -1 for c in plan.commands)
+        assert all(c.params["order"] == {"ID": "ASC"} for c in plan.commands)
+        chained = [c.params["filter"][">ID"] for c in plan.commands[1:]]
+        assert all(str(v).startswith("$result[c") for v in chained)
+    # Pages past the end of a range (a hole in the IDs) are the only waste.
+    assert sum(len(p.commands) for p in walks) <= 2 * 6000 / 50
+
+
+def test_id_ranges_waste_few_pages_on_a_large_export():
+    store = DataStore(deals=100000, seed=5)
+    _, sent = run(IdRanges(DEALS, {"select": ["ID"]}, parallel=32), store, seed=1)
+    assert sum(len(p.commands) for p in sent) <= 1.25 * 100000 / 50
+    assert len(sent) <= 1.25 * 100000 / 2500
+
+
+def test_id_ranges_rebalance_keeps_every_worker_busy_and_splits_the_longest():
+    store = DataStore(deals=20000, seed=9)
+    strategy = IdRanges(DEALS, {}, batch_size=10, parallel=6)
+    pairs, sent = run(strategy, store, seed=4)
+    assert sorted(ids_of(pairs)) == store.ids("deal")
+    assert len(strategy._ranges) > 6  # ranges were split as others finished
+    assert sum(len(p.commands) for p in sent) <= 1.6 * 20000 / 50
+
+
+def test_id_ranges_exactly_once_while_records_change():
+    store = DataStore(deals=8000, seed=11)
+    before = set(store.ids("deal"))
+    rng = random.Random(2)
+    deleted, added = set(), set()
+
+    def mutate():
+        a, d = store.mutate(rng, inserts=3, deletes=3)
+        added.update(a)
+        deleted.update(d)
+
+    pairs, _ = run(IdRanges(DEALS, {}, batch_size=5, parallel=4), store, between=mutate)
+    got = ids_of(pairs)
+    assert len(got) == len(set(got)), "no duplicates"
+    survivors = before - deleted
+    assert survivors <= set(got), "every record that lived throughout came"
+    assert set(got) <= before | added
+
+
+def test_offset_pages_can_duplicate_or_lose_under_changes_but_never_return_duplicates():
+    store = DataStore(deals=3000, seed=12)
+    rng = random.Random(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the count may change: that is the point
+        pairs, _ = run(OffsetPages(DEALS, {}, batch_size=5), store,
+                       between=lambda: store.mutate(rng, inserts=2, deletes=2))
+    got = ids_of(pairs)
+    assert len(got) == len(set(got))
+
+
+def test_the_users_filter_and_own_id_bounds_are_kept():
+    store = DataStore(deals=5000, seed=13)
+    params = {"filter": {">ID": 1000, "<=ID": 9000, "CLOSED": "N"}, "select": ["ID", "CLOSED"]}
+    pairs, _ = run(IdRanges(DEALS, params, parallel=3), store)
+    reference = [r for r in store.call("crm.deal.list", {"filter": {">ID": 1000, "<=ID": 9000,
+                                                                    "CLOSED": "N"},
+                                                         "select": ["ID"], "start": 0}).result]
+    assert reference, "the filter matches something"
+    got = ids_of(pairs)
+    assert all(1000 < i <= 9000 for i in got)
+    assert all(r["CLOSED"] == "N" for _, r in pairs)
+    expected = sorted(i for i in store.ids("deal") if 1000 < i <= 9000
+                      and store.call("crm.deal.get", {"id": i}).result["CLOSED"] == "N")
+    assert sorted(got) == expected
+
+
+def test_booleans_in_filters_work_on_every_page():
+    store = DataStore(deals=400, seed=14)
+    closed = [i for i in store.ids("deal")
+              if store.call("crm.deal.get", {"id": i}).result["CLOSED"] == "Y"]
+    assert len(closed) > 60
+    for strategy in (IdRanges(DEALS, {"filter": {"CLOSED": True}}, parallel=2),
+                     OffsetPages(DEALS, {"filter": {"CLOSED": True}})):
+        pairs, _ = run(strategy, store)
+        assert sorted(ids_of(pairs)) == closed
+
+
+def test_select_without_the_id_still_pages():
+    store = DataStore(deals=300, seed=15)
+    pairs, _ = run(IdRanges(DEALS, {"select": ["TITLE"]}, parallel=2), store)
+    assert sorted(ids_of(pairs)) == store.ids("deal")
+
+
+def test_nested_results_crm_item_and_tasks():
+    store = DataStore(deals=700, tasks=400, seed=16)
+    items = list_method("crm.item.list")
+    pairs, _ = run(IdRanges(items, {"entityTypeId": 2}, parallel=2), store)
+    assert sorted(r["id"] for _, r in pairs) == store.ids("deal")
+    tasks = list_method("tasks.task.list")
+    pairs, _ = run(IdRanges(tasks, {}, parallel=2), store)
+    assert sorted(int(r["id"]) for _, r in pairs) == store.ids("task")
+    pairs, _ = run(OffsetPages(tasks, {}), store)
+    assert sorted(int(r["id"]) for _, r in pairs) == store.ids("task")
+
+
+def test_legacy_total_zero_or_absent_with_start_minus_one():
+    for legacy_zero in (True, False):
+        store = DataStore(deals=260, seed=17, legacy_total_zero=legacy_zero)
+        pairs, _ = run(IdRanges(DEALS, {}, parallel=2), store)
+        assert sorted(ids_of(pairs)) == store.ids("deal")
+
+
+def test_id_list_fetches_known_ids_fifty_per_command():
+    store = DataStore(deals=3000, seed=18)
+    wanted = store.ids("deal")[::3][:700]
+    strategy = IdList(DEALS, {"select": ["ID", "TITLE"]}, ids=wanted + [10 ** 9])
+    pairs, sent = run(strategy, store)
+    assert sorted(ids_of(pairs)) == sorted(wanted)
+    assert sum(len(p.commands) for p in sent) == 15
+    assert strategy.missing == [10 ** 9]
+
+
+def test_transient_page_failures_are_asked_again():
+    store = DataStore(deals=1200, seed=19)
+    failed = {"n": 0}
+
+    def fail(method, params):
+        if failed["n"] < 5 and params.get("start") in ("-1", "100", "150"):
+            failed["n"] += 1
+            return {"error": "OPERATION_TIME_LIMIT",
+                    "error_description": "Method is blocked due to operation time limit."}
+        return None
+
+    for strategy in (IdRanges(DEALS, {}, batch_size=4, parallel=2),
+                     OffsetPages(DEALS, {}, batch_size=4)):
+        failed["n"] = 0
+        pairs, _ = run(strategy, store, fail=fail)
+        assert sorted(ids_of(pairs)) == store.ids("deal")
+        assert failed["n"] == 5
+
+
+def test_a_permanent_failure_raises_the_typed_error():
+    store = DataStore(deals=10, seed=20)
+    strategy = OffsetPages(list_method("crm.item.list"), {"entityTypeId": 999})
+    with pytest.raises(NotFound):
+        run(strategy, store)
+
+
+def test_offset_pages_warn_when_the_count_changes():
+    store = DataStore(deals=300, seed=21)
+    rng = random.Random(1)
+    with pytest.warns(UserWarning, match="first page said"):
+        run(OffsetPages(DEALS, {}, batch_size=1), store,
+            between=lambda: store.mutate(rng, inserts=0, deletes=5))
+
+
+def test_plans_never_exceed_the_batch_size():
+    store = DataStore(deals=4000, seed=22)
+    for strategy in (IdRanges(DEALS, {}, batch_size=7, parallel=3),
+                     OffsetPages(DEALS, {}, batch_size=7),
+                     IdList(DEALS, {}, batch_size=7, ids=store.ids("deal"))):
+        _, sent = run(strategy, store)
+        assert max(len(p.commands) for p in sent) <= 7
+
+
+def test_strategies_refuse_what_they_cannot_do():
+    with pytest.raises(ValueError):
+        IdRanges(list_method("user.get"), {})
+    with pytest.raises(ValueError):
+        IdRanges(DEALS, {"order": {"TITLE": "DESC"}})
+    with pytest.raises(ValueError):
+        IdList(DEALS, {}, ids=["x"])
+    with pytest.raises(ValueError):
+        OffsetPages(DEALS, {}, batch_size=51)
+
+
+def test_plan_is_a_plain_value():
+    plan = Plan(commands=(), tag="x")
+    assert plan.attempt == 0 and plan.tag == "x"
