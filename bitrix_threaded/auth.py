@@ -19,8 +19,10 @@ a thread that arrives with a token older than the current one simply takes the n
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
@@ -39,8 +41,49 @@ def redact_text(text: str, secrets: List[str]) -> str:
     return text
 
 
+class _RedactingFilter(logging.Filter):
+    """Masks the secrets of every live client in records of the loggers it is put on.
+
+    urllib3 logs each request line at DEBUG, and for a webhook that line holds the
+    token; users who turn on DEBUG logging must not find it there.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._live: "weakref.WeakSet[Credentials]" = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def add(self, credentials: "Credentials") -> None:
+        with self._lock:
+            self._live.add(credentials)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with self._lock:
+            live = list(self._live)
+        if not live:
+            return True
+        message = record.getMessage()
+        redacted = message
+        for credentials in live:
+            redacted = credentials.redact(redacted)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+_FOREIGN_LOGGERS = ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry")
+_REDACTOR = _RedactingFilter()
+for _name in _FOREIGN_LOGGERS:
+    logging.getLogger(_name).addFilter(_REDACTOR)
+
+
 class Credentials:
     """How requests are authenticated. Subclasses are thread-safe."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "Credentials":
+        instance = super().__new__(cls)
+        _REDACTOR.add(instance)
+        return instance
 
     #: The base URL methods are appended to, e.g. ``https://portal/rest/1/TOKEN/``.
     base_url: str

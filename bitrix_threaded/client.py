@@ -156,8 +156,12 @@ class Bitrix:
         margin = min(request_pool_size - 1.0, 1.0 + 0.1 * float(requests_per_second))
         self.bucket = LeakyBucket(request_pool_size, float(requests_per_second), clock=clock,
                                   margin=max(0.0, margin))
+        # The portal frees a method's time one minute-bucket at a time (a tenth of the
+        # window, 60 s of 600 at the standard 480 s limit): without a reset time from
+        # the server, wait about that long before trying the method again.
         self.window = OperatingWindow(
-            float(operating_time_limit), clock=clock, enabled=respect_velocity_policy
+            float(operating_time_limit), clock=clock, enabled=respect_velocity_policy,
+            default_block=float(operating_time_limit) / 8,
         )
         self.gate = ConcurrencyGate(workers)
         self._runner = Runner(

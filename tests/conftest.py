@@ -2,7 +2,7 @@
 
 Every ``Bitrix`` created during a test registers its credentials; every
 ``BitrixError`` created is remembered; every record logged under
-``bitrix_threaded`` is captured at DEBUG. After the test, none of them may
+``bitrix_threaded`` or ``urllib3`` is captured at DEBUG. After the test, none of them may
 contain a secret those credentials held (webhook codes, OAuth tokens, client
 secrets, including rotated-away ones).
 """
@@ -43,17 +43,20 @@ def no_secret_leaks(monkeypatch):
 
     monkeypatch.setattr(client_module.Bitrix, "__init__", init)
     monkeypatch.setattr(errors_module.BitrixError, "__init__", error_init)
-    logger = logging.getLogger("bitrix_threaded")
     capture = _Capture()
     capture.setFormatter(logging.Formatter("%(message)s"))
-    previous = logger.level
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(capture)
+    # Our own logger, and urllib3's, which logs every request line at DEBUG.
+    loggers = [logging.getLogger(name) for name in ("bitrix_threaded", "urllib3")]
+    previous = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(capture)
     try:
         yield
     finally:
-        logger.removeHandler(capture)
-        logger.setLevel(previous)
+        for logger, level in zip(loggers, previous):
+            logger.removeHandler(capture)
+            logger.setLevel(level)
     secrets = set()
     for bx in clients:
         credentials = getattr(bx, "credentials", None)

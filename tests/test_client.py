@@ -474,3 +474,15 @@ def test_many_threads_share_one_client(bx, mock):
     for t in threads:
         t.join()
     assert all(out[n] == tuple(n * 100 + i for i in range(60)) for n in range(8))
+
+
+def test_urllib3_request_lines_do_not_show_the_webhook_token(caplog):
+    from bitrix_threaded.testing import FakePortal
+
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+    with FakePortal(deals=5) as portal, Bitrix(portal.webhook, verbose=False) as bx:
+        bx.call("crm.deal.list", {"select": ["ID"]})
+        token = portal.webhook.rstrip("/").rsplit("/", 1)[1]
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("urllib3")]
+    assert any("/rest/1/***/crm.deal.list" in line for line in lines)
+    assert not any(token in line for line in lines)

@@ -6,9 +6,13 @@ import threading
 
 import pytest
 
-from bitrix_threaded import BatchError, Bitrix, BitrixError
+from bitrix_threaded import BatchError, Bitrix, BitrixError, RetryPolicy
 from bitrix_threaded.testing import FakePortal
 
+# Backoff timing is tested on a fake clock; here retries only need to happen.
+QUICK_RETRIES = RetryPolicy(backoff_base=0.005, backoff_max=0.02)
+# The instant portal has no limits unless asked: match them on the client side.
+UNLIMITED = {"requests_per_second": 10_000.0, "request_pool_size": 10_000}
 SCALE = 0.05  # 20x faster: the bucket drains at 40/s, the window is 30 s long
 
 
@@ -50,7 +54,8 @@ def test_twenty_threads_add_five_thousand_deals_within_the_limits():
 def test_reads_complete_correctly_under_ten_percent_faults():
     with FakePortal(deals=3000, profile="instant", fault_rate=0.1,
                     fault_kinds=("error", "disconnect"), seed=4) as portal, \
-            Bitrix(portal.webhook, verbose=False, batch_size=5) as bx:
+            Bitrix(portal.webhook, verbose=False, batch_size=5, retry=QUICK_RETRIES,
+                   **UNLIMITED) as bx:
         expected = portal.ids("deal")
         for strategy in ("id_ranges", "offset"):
             got = [int(d["ID"]) for d in bx.get_all("crm.deal.list", {"select": ["ID"]},
@@ -64,7 +69,8 @@ def test_reads_complete_correctly_under_ten_percent_faults():
 
 def test_writes_are_never_duplicated_under_faults():
     with FakePortal(profile="instant", fault_rate=0.1, fault_kinds=("error", "disconnect"),
-                    seed=7) as portal, Bitrix(portal.webhook, verbose=False, batch_size=10) as bx:
+                    seed=7) as portal, Bitrix(portal.webhook, verbose=False, batch_size=10,
+                                          retry=QUICK_RETRIES, **UNLIMITED) as bx:
         items = [{"fields": {"TITLE": f"w-{i}"}} for i in range(1000)]
         try:
             results = bx.call("crm.deal.add", items)
