@@ -10,6 +10,7 @@ secrets, including rotated-away ones).
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -23,7 +24,7 @@ class _Capture(logging.Handler):
         self.lines: list = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
+        self.lines.append((record.name, record.created, self.format(record)))
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +35,7 @@ def no_secret_leaks(monkeypatch):
     original_error_init = errors_module.BitrixError.__init__
 
     def init(self, *args, **kwargs):
-        clients.append(self)
+        clients.append((self, time.time()))
         original_init(self, *args, **kwargs)
 
     def error_init(self, *args, **kwargs):
@@ -57,15 +58,18 @@ def no_secret_leaks(monkeypatch):
         for logger, level in zip(loggers, previous):
             logger.removeHandler(capture)
             logger.setLevel(level)
-    secrets = set()
-    for bx in clients:
+    texts = [str(err) for err in raised] + [repr(err) for err in raised]
+    texts += [str(getattr(err, "snippet", "")) for err in raised]
+    texts += [repr(bx) for bx, _ in clients if hasattr(bx, "credentials")]
+    for bx, created in clients:
         credentials = getattr(bx, "credentials", None)
-        if credentials is not None:
-            secrets.update(s for s in credentials.secrets() if len(s) >= 6)
-    texts = list(capture.lines)
-    for err in raised:
-        texts.extend([str(err), repr(err), str(getattr(err, "snippet", ""))])
-    texts.extend(repr(bx) for bx in clients if hasattr(bx, "credentials"))
-    for secret in secrets:
-        for text in texts:
-            assert secret not in text, "a secret leaked into a log line or an error"
+        if credentials is None:
+            continue
+        secrets = [s for s in credentials.secrets() if len(s) >= 6]
+        # A test's own raw requests may log a URL before any client knew the secret;
+        # from the client's creation on, no log line may show it.
+        lines = [text for name, when, text in capture.lines
+                 if name.startswith("bitrix_threaded") or when >= created]
+        for secret in secrets:
+            for text in texts + lines:
+                assert secret not in text, "a secret leaked into a log line or an error"
