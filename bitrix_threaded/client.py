@@ -24,18 +24,18 @@ from .auth import (
     TokenSet,
     Webhook,
 )
-from .batch import MAX_BATCH_SIZE, Command
+from .batch import MAX_BATCH_SIZE, Command, parse_batch_reply, split_reply
 from .clock import SYSTEM_CLOCK, Clock
+from .driver import drive
 from .encoding import encode_command, normalize
-from .errors import BatchError, CommandFailure, InvalidResponse
+from .errors import BatchError, InvalidResponse
 from .limiter import ConcurrencyGate, LeakyBucket, OperatingWindow
+from .methods import ListMethod, list_method
+from .pagination import STRATEGIES, IdList, IdRanges, OffsetPages, Strategy
 from .retry import RetryPolicy, is_write_method
 from .runner import Runner
 from .transport import Timeout, Transport
 from .validation import BitrixWarning, check_method, check_params, expect
-from .driver import drive
-from .methods import ListMethod, list_method
-from .pagination import STRATEGIES, IdList, IdRanges, OffsetPages, Strategy
 
 log = logging.getLogger("bitrix_threaded")
 
@@ -329,33 +329,16 @@ class Bitrix:
             "batch", payload, write=any(is_write_method(m) for m in labels.values()),
             commands=counts, labels=labels,
         )
-        from .batch import parse_batch_reply
-
-        parsed = parse_batch_reply(reply.data)
         order = list(encoded)
-        results = {label: parsed.results[label] for label in order if label in parsed.results}
-        failures: List[CommandFailure] = []
-        from .errors import BitrixError, error_from_reply
-
-        for i, label in enumerate(order):
-            if label in parsed.errors:
-                err = error_from_reply(None, parsed.errors[label], labels[label])
-            elif label in results:
-                continue
-            else:
-                err = BitrixError("NOT_EXECUTED", "the command was not executed",
-                                  method=labels[label])
-            failures.append(CommandFailure(index=i, label=label, method=labels[label], error=err))
+        chunk = [(i, Command(labels[name])) for i, name in enumerate(order)]
+        results, failures = split_reply(parse_batch_reply(reply.data), chunk,
+                                        label=order.__getitem__)
+        by_label = {order[i]: value for i, value in sorted(results.items())}
         if failures:
-            error = BatchError(
-                failures,
-                {order.index(label): value for label, value in results.items()},
-                total=len(order),
-                method="batch",
-            )
-            error.results_by_label = results  # type: ignore[attr-defined]
+            error = BatchError(failures, results, total=len(order), method="batch")
+            error.results_by_label = by_label  # type: ignore[attr-defined]
             raise error
-        return results
+        return by_label
 
     def get_by_ID(
         self,
@@ -488,7 +471,8 @@ class Bitrix:
         if chosen is IdList:
             raise ValueError("the id_list strategy needs ids=[...]")
         if chosen is None:
-            chosen = IdRanges if described.id_cursor and _id_order(described, checked) else OffsetPages
+            by_id = described.id_cursor and _id_order(described, checked)
+            chosen = IdRanges if by_id else OffsetPages
         if chosen is IdRanges:
             _drop_id_order(described, checked)
             return IdRanges(described, checked, self.batch_size, parallel=self._runner.max_workers)

@@ -268,10 +268,9 @@ class IdRanges(Strategy):
     # -- planning -------------------------------------------------------------------
     def initial(self) -> List[Plan]:
         first = self._command(self.user_filter, 0, **self._order)
-        last = self._command(
-            self.user_filter, -1, **{self.method.order_param: {self.method.filter_id: "DESC"},
-                                    "select": [self.method.filter_id]}
-        )
+        newest_first = {self.method.order_param: {self.method.filter_id: "DESC"},
+                        "select": [self.method.filter_id]}
+        last = self._command(self.user_filter, -1, **newest_first)
         return [Plan((first, last), tag="probe")]
 
     def _range_plan(self, rid: int) -> Plan:

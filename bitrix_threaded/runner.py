@@ -57,8 +57,10 @@ class BatchOutcome:
     request_failed: bool = False
 
 
-def _time_numbers(block: Any) -> Tuple[Optional[float], Optional[float], Optional[float],
-                                        Optional[float]]:
+TimeNumbers = Tuple[Optional[float], Optional[float], Optional[float], Optional[float]]
+
+
+def _time_numbers(block: Any) -> TimeNumbers:
     """(operating, reset_in, finish, processing) from a ``time`` block, None when absent."""
     if not isinstance(block, Mapping):
         return None, None, None, None

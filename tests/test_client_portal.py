@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import threading
 
-import pytest
-
 from bitrix_threaded import BatchError, Bitrix, BitrixError, RetryPolicy
 from bitrix_threaded.testing import FakePortal
 
@@ -58,8 +56,8 @@ def test_reads_complete_correctly_under_ten_percent_faults():
                    **UNLIMITED) as bx:
         expected = portal.ids("deal")
         for strategy in ("id_ranges", "offset"):
-            got = [int(d["ID"]) for d in bx.get_all("crm.deal.list", {"select": ["ID"]},
-                                                     strategy=strategy)]
+            records = bx.get_all("crm.deal.list", {"select": ["ID"]}, strategy=strategy)
+            got = [int(d["ID"]) for d in records]
             assert got == expected
         some = expected[:200]
         fetched = bx.get_by_ID("crm.deal.get", some)
@@ -69,8 +67,9 @@ def test_reads_complete_correctly_under_ten_percent_faults():
 
 def test_writes_are_never_duplicated_under_faults():
     with FakePortal(profile="instant", fault_rate=0.1, fault_kinds=("error", "disconnect"),
-                    seed=7) as portal, Bitrix(portal.webhook, verbose=False, batch_size=10,
-                                          retry=QUICK_RETRIES, **UNLIMITED) as bx:
+                    seed=7) as portal, \
+            Bitrix(portal.webhook, verbose=False, batch_size=10, retry=QUICK_RETRIES,
+                   **UNLIMITED) as bx:
         items = [{"fields": {"TITLE": f"w-{i}"}} for i in range(1000)]
         try:
             results = bx.call("crm.deal.add", items)
@@ -129,8 +128,8 @@ def test_a_method_over_its_operating_limit_waits_while_others_go_on():
                     operating_window=1.0, time_scale=1.0) as portal, \
             Bitrix(portal.webhook, verbose=False, operating_time_limit=0.5) as bx:
         for strategy in ("offset", "id_ranges"):
-            got = [int(d["ID"]) for d in bx.get_all("crm.deal.list", {"select": ["ID"]},
-                                                     strategy=strategy)]
+            records = bx.get_all("crm.deal.list", {"select": ["ID"]}, strategy=strategy)
+            got = [int(d["ID"]) for d in records]
             assert got == portal.ids("deal")
         assert bx.window.delay({"crm.deal.list": 1}) > 0, "deals are held back now"
         assert bx.window.delay({"crm.lead.list": 1}) == 0, "leads are not"

@@ -76,6 +76,7 @@ def test_operating_window_buckets_sum_and_expire():
 FLAT = {"cost_base": 0.02, "cost_per_record": 0.0, "cost_per_offset_row": 0.0,
         "cost_per_counted_row": 0.0}
 
+
 def _deal_count(portal):
     return requests.get(portal.url + "/_portal/ids/deal").json()["count"]
 
