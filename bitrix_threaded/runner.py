@@ -335,8 +335,13 @@ class Runner:
         err = failure.error
         index = failure.index
         if err.code == "NOT_EXECUTED":
-            # halt=0 batches run every command; an absent one was dropped by the server.
-            return 0.0 if attempts.get(index, 0) < self.policy.max_attempts else None
+            # halt=0 batches run every command; an absent one was dropped by the server,
+            # unrun: ask again, within the ordinary budget.
+            tries = attempts.get(index, 0) + 1
+            if tries >= self.policy.max_attempts:
+                return None
+            attempts[index] = tries
+            return 0.0
         write = is_write_method(failure.method)
         decision = self.policy.decide(
             err,

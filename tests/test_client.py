@@ -486,3 +486,19 @@ def test_urllib3_request_lines_do_not_show_the_webhook_token(caplog):
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("urllib3")]
     assert any("/rest/1/***/crm.deal.list" in line for line in lines)
     assert not any(token in line for line in lines)
+
+
+def test_a_command_the_server_keeps_dropping_fails_after_its_budget(clock, mock):
+    def answer(request):
+        status, headers, body = batch_reply(request, lambda label, q: int(q["ID"][0]))
+        envelope = json.loads(body)
+        del envelope["result"]["result"]["c1"]  # neither a result nor an error
+        return status, headers, json.dumps(envelope)
+
+    mock.add_callback(responses.POST, WEBHOOK + "batch", callback=answer)
+    with Bitrix(WEBHOOK, verbose=False, clock=clock, retry=RetryPolicy(max_attempts=3)) as bx:
+        with pytest.raises(BatchError) as info:
+            bx.call("crm.deal.get", [{"ID": 0}, {"ID": 1}])
+    assert [(f.index, f.code) for f in info.value.failures] == [(1, "NOT_EXECUTED")]
+    assert info.value.results == {0: 0}
+    assert len(mock.calls) == 3
