@@ -146,7 +146,8 @@ class Bitrix:
         self.verbose = verbose
         self.batch_size = batch_size
         self.respect_velocity_policy = respect_velocity_policy
-        workers = max_workers or min(32, request_pool_size)
+        # Enough workers to spend the bucket's whole burst at once.
+        workers = max_workers or min(64, request_pool_size)
         self.transport = Transport(self.credentials, timeout=timeout, verify=ssl)
         if isinstance(self.credentials, OAuthRefresher):
             token_url = oauth_token_url
@@ -389,7 +390,7 @@ class Bitrix:
         ``"id_list"`` with ``ids`` (records with those IDs through the list method, 50
         per command). Passing ``ids`` alone picks ``"id_list"``.
         """
-        pager = self._pager(method, params, strategy, ids)
+        pager = self._pager(method, params, strategy, ids, parallel=self._runner.max_workers)
         pairs: List[Tuple[Any, Any]] = []
         for chunk in self._pages(pager, max_in_flight=self._runner.max_workers):
             pairs.extend(chunk)
@@ -411,11 +412,11 @@ class Bitrix:
         workers), whatever the size of the export. Stopping the iteration early
         cancels the requests not yet sent.
         """
-        pager = self._pager(method, params, strategy, ids)
         limit = min(8, self._runner.max_workers) if max_in_flight is None else max_in_flight
         expect("max_in_flight", limit, int)
         if limit < 1:
             raise ValueError("max_in_flight must be >= 1")
+        pager = self._pager(method, params, strategy, ids, parallel=limit)
         return self._iter_records(pager, limit)
 
     def _iter_records(self, pager: Strategy, limit: int) -> Iterator[Any]:
@@ -445,6 +446,8 @@ class Bitrix:
         params: Optional[Mapping[str, Any]],
         strategy: StrategyChoice,
         ids: Optional[Sequence[Union[int, str]]],
+        *,
+        parallel: int,
     ) -> Strategy:
         name = check_method(method)
         checked = dict(check_params(params))
@@ -475,7 +478,9 @@ class Bitrix:
             chosen = IdRanges if by_id else OffsetPages
         if chosen is IdRanges:
             _drop_id_order(described, checked)
-            return IdRanges(described, checked, self.batch_size, parallel=self._runner.max_workers)
+            budget = int(self.bucket.capacity - self.bucket.margin - self.bucket.level)
+            return IdRanges(described, checked, self.batch_size, parallel=parallel,
+                            request_budget=max(1, budget))
         return OffsetPages(described, checked, self.batch_size)
 
     def list_and_get(self, method_branch: str, ID_field_name: str = "ID") -> Dict[Any, Any]:
