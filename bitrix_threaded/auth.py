@@ -65,7 +65,10 @@ class _RedactingFilter(logging.Filter):
         message = record.getMessage()
         redacted = message
         for credentials in live:
-            redacted = credentials.redact(redacted)
+            try:
+                redacted = credentials.redact(redacted)
+            except Exception:  # a logging filter must never break the caller
+                continue
         if redacted != message:
             record.msg, record.args = redacted, ()
         return True
@@ -80,10 +83,9 @@ for _name in _FOREIGN_LOGGERS:
 class Credentials:
     """How requests are authenticated. Subclasses are thread-safe."""
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "Credentials":
-        instance = super().__new__(cls)
-        _REDACTOR.add(instance)
-        return instance
+    def _watch_logs(self) -> None:
+        """Mask these secrets in urllib3's log lines too; call once fully built."""
+        _REDACTOR.add(self)
 
     #: The base URL methods are appended to, e.g. ``https://portal/rest/1/TOKEN/``.
     base_url: str
@@ -146,6 +148,7 @@ class Webhook(Credentials):
         self.user_id = int(match.group("user"))
         self._code = match.group("code")
         self.base_url = f"{self.portal}{match.group('prefix')}/{self.user_id}/{self._code}/"
+        self._watch_logs()
 
     def secrets(self) -> List[str]:
         return [self._code]
@@ -184,6 +187,7 @@ class TokenFunction(Credentials):
         self._token: Optional[str] = None
         self._retired: List[str] = []
         self._generation = 0
+        self._watch_logs()
 
     def _fetch(self) -> None:
         from .errors import AuthError
@@ -297,6 +301,7 @@ class OAuthRefresher(Credentials):
         self._exchange: Optional[Callable[[Dict[str, str]], Mapping[str, Any]]] = None
         self.refresh_count = 0
         self._retired: List[str] = []
+        self._watch_logs()
 
     def bind(self, exchange: Callable[[Dict[str, str]], Mapping[str, Any]]) -> None:
         """Set the function that GETs the token URL with the given query and returns JSON."""

@@ -502,3 +502,13 @@ def test_a_command_the_server_keeps_dropping_fails_after_its_budget(clock, mock)
     assert [(f.index, f.code) for f in info.value.failures] == [(1, "NOT_EXECUTED")]
     assert info.value.results == {0: 0}
     assert len(mock.calls) == 3
+
+
+def test_a_rejected_webhook_does_not_break_later_logging(caplog):
+    from bitrix_threaded.testing import FakePortal
+
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+    with pytest.raises(ValueError):
+        Bitrix("https://portal.example.com/rest/abc/")
+    with FakePortal(deals=5) as portal, Bitrix(portal.webhook, verbose=False) as bx:
+        assert bx.call("crm.deal.list", {"select": ["ID"]})
