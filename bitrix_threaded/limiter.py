@@ -233,7 +233,8 @@ class _MethodState:
     reset_until: float | None = None  # local monotonic time its oldest part expires
     blocked_until: float = _NEVER  # local monotonic end of an explicit block (429)
     answered: float = _NEVER  # latest hold deadline followed by a fresh report
-    cost: float | None = None  # EWMA of one command's processing seconds
+    cost: float | None = None  # one command's processing seconds: a decaying maximum
+    cost_at: float = 0.0  # local monotonic time of the cost estimate
     in_flight: int = 0  # commands sent and not yet released
 
 
@@ -273,7 +274,10 @@ class OperatingWindow:
     clock with the lock released.
     """
 
-    COST_SMOOTHING = 0.3
+    # The estimate is the highest recent cost, halving every ``default_block``
+    # seconds: commands of one method can differ tenfold (deep offset pages), and an
+    # average would let the first wave of requests overshoot the budget. The decay
+    # follows time, not reports, because one batch reply brings fifty of them.
 
     def __init__(
         self,
@@ -346,8 +350,12 @@ class OperatingWindow:
         with self._lock:
             state = self._methods.setdefault(key, _MethodState())
             if cost is not None:
-                a = self.COST_SMOOTHING
-                state.cost = cost if state.cost is None else a * cost + (1 - a) * state.cost
+                now = self._clock.monotonic()
+                decayed = 0.0
+                if state.cost is not None:
+                    age = max(0.0, now - state.cost_at)
+                    decayed = state.cost * 0.5 ** (age / max(self._default_block, 1e-9))
+                state.cost, state.cost_at = max(cost, decayed), now
             if (server_time is not None and state.server_time is not None
                     and server_time < state.server_time):
                 return

@@ -166,6 +166,7 @@ class OffsetPages(Strategy):
         super().__init__(method, params, batch_size)
         self._seen: set = set()
         self._dedupe = method.record_id is not None
+        self._held: List[Command] = []
 
     def initial(self) -> List[Plan]:
         return [Plan((self._command(self.user_filter, 0),), tag=0)]
@@ -195,7 +196,17 @@ class OffsetPages(Strategy):
                 if self.total is not None and len(page) >= PAGE:
                     later = [self._command(self.user_filter, start)
                              for start in range(PAGE, self.total, PAGE)]
-                    step.plans.extend(self._chunks(later, tag="pages"))
+                    if len(later) > self.batch_size:
+                        # The deepest page costs the most (an offset scan): fetch it
+                        # first, alone, so the operating-time window knows the worst
+                        # cost before the other pages go out together.
+                        self._held = later[:-1]
+                        step.plans.append(Plan((later[-1],), tag="deep"))
+                    else:
+                        step.plans.extend(self._chunks(later, tag="pages"))
+            if plan.tag == "deep" and self._held:
+                step.plans.extend(self._chunks(self._held, tag="pages"))
+                self._held = []
         if retry:
             step.plans.append(Plan(tuple(c for _, c in retry), tag=plan.tag,
                                    attempt=plan.attempt + 1))

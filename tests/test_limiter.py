@@ -395,7 +395,7 @@ def test_stale_reports_are_ignored_but_their_cost_counts():
     snap = window.snapshot()[LIST]
     assert snap["operating"] == 440.0
     assert snap["server_time"] == 100.0
-    assert snap["cost"] == pytest.approx(1.3)
+    assert snap["cost"] == pytest.approx(2.0)  # the higher cost counts at once
     assert window.delay({LIST: 1}) == pytest.approx(30.0)
     window.record(LIST, 10.0, reset_in=30.0, server_time=101.0)
     assert window.delay({LIST: 1}) == 0.0
@@ -618,3 +618,23 @@ def test_concurrency_gate_is_exported_here():
     from bitrix_threaded.concurrency import ConcurrencyGate as Defined
 
     assert ConcurrencyGate is Defined
+
+
+def test_the_cost_estimate_keeps_the_expensive_commands_in_view():
+    window, clock = make_window()
+    window.record(LIST, 1.0, reset_in=None, cost=0.2)
+    window.record(LIST, 2.0, reset_in=None, cost=2.0)
+    assert window.snapshot()[LIST]["cost"] == pytest.approx(2.0)
+    for _ in range(50):  # one batch reply: many reports at once change nothing
+        window.record(LIST, 3.0, reset_in=None, cost=0.2)
+    assert window.snapshot()[LIST]["cost"] == pytest.approx(2.0)
+    clock.advance(window_default_block(window))  # one half-life later
+    window.record(LIST, 3.0, reset_in=None, cost=0.2)
+    assert window.snapshot()[LIST]["cost"] == pytest.approx(1.0)
+    clock.advance(10 * window_default_block(window))
+    window.record(LIST, 3.0, reset_in=None, cost=0.2)
+    assert window.snapshot()[LIST]["cost"] == pytest.approx(0.2)
+
+
+def window_default_block(window):
+    return window._default_block
