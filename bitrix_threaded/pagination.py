@@ -26,6 +26,7 @@ Thread safety: a strategy object belongs to one export and is driven by one thre
 
 from __future__ import annotations
 
+import abc
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -104,7 +105,7 @@ def _int_id(value: Any) -> Optional[int]:
     return None
 
 
-class Strategy:
+class Strategy(abc.ABC):
     """Base class: shared parameter handling. Subclasses implement initial/consume."""
 
     name = "strategy"
@@ -127,11 +128,13 @@ class Strategy:
         self.total: Optional[int] = None
         self.emitted = 0
 
+    @abc.abstractmethod
     def initial(self) -> List[Plan]:
-        raise NotImplementedError
+        """The first plans to send."""
 
+    @abc.abstractmethod
     def consume(self, plan: Plan, outcome: Outcome) -> Step:
-        raise NotImplementedError
+        """Take one plan's outcome; return its records and the plans to send next."""
 
     def finish(self) -> None:
         """Called once after the last plan; may warn about inconsistencies."""
