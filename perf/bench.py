@@ -482,8 +482,8 @@ def targets(results: List[Dict[str, Any]]) -> List[List[str]]:
         out.append([f"scenario 1 exact on {profile} (count and unique IDs = portal's)",
                     verdict(None if r is None else r["completed"]),
                     "—" if r is None else f"{r.get('records', 0):,} records, "
-                    f"{r.get('unique', 0):,} unique" + (f"; {r['error']}" if r.get("error")
-                                                          else "")])
+                    f"{r.get('unique', 0):,} unique"
+                    + (f"; {r['error']}" if r.get("error") else "")])
     me = _row(results, "s1-light", "bitrix_threaded id_ranges")
     peer = _row(results, "s1-light", "fast_bitrix24")
     checks = [
