@@ -28,7 +28,7 @@ from .phpquery import parse_pairs, parse_query
 __all__ = ["PortalHTTPServer", "PortalRequestHandler"]
 
 _MAX_BODY = 64 * 1024 * 1024
-# ASCII output (\uXXXX escapes, as PHP's json_encode writes them) is also the faster path.
+# ASCII output (\u escapes for non-ASCII, as PHP's json_encode writes them) is also faster.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
 
 
