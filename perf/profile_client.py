@@ -77,6 +77,7 @@ def main() -> int:
             lines.append(f"{100 * n / total:5.1f}%  {leaf}")
         out.write_text("\n".join(lines) + "\n")
         print("\n".join(lines))
+        spec_file.unlink(missing_ok=True)
     finally:
         portal.stop()
     return 0
