@@ -447,7 +447,8 @@ def render_scenario(s: Dict[str, Any]) -> str:
             f"| {label} | {done} | {shown_wall} | {_num(ratio, '{:.2f}')} | "
             f"{_num(rps, '{:,.0f}')} | {r['requests']:,} | {r['rejected_503']:,} | "
             f"{r['rejected_429']:,} | {r['operating']:,.1f} | {_num(r.get('cpu'), '{:.2f}')} | "
-            f"{r.get('maxrss_kb', 0) / 1024:,.0f} | {r['portal_cpu']:.1f} |")
+            f"{_num(r['maxrss_kb'] / 1024 if r.get('maxrss_kb') else None, '{:,.0f}')} | "
+            f"{r['portal_cpu']:.1f} |")
     spreads = [f"{r['label']} {' / '.join(f'{c:.2f}' for c in r['cpu_runs'])} s"
                for r in s["rows"] if r.get("cpu_runs")]
     if spreads:
@@ -585,8 +586,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--commit", default=None, metavar="REV",
                         help="benchmark the library (and portal) as of this commit, "
                              "extracted with git archive; default: the work tree")
+    parser.add_argument("--render", default=None, metavar="JSON",
+                        help="re-render the table of a saved results file "
+                             "(perf/results/full-*.json) into perf/README.md and exit")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     options = parser.parse_args(argv)
+    if options.render:
+        saved = json.loads(Path(options.render).read_text())
+        LIBRARY["label"] = saved.get("library", LIBRARY["label"])
+        table = render(saved["results"], saved["command"], saved["started"], saved["took"])
+        update_readme(table)
+        print(table)
+        return 0
     chosen = scenarios(options.quick)
     if options.list:
         for s in chosen:
@@ -617,7 +628,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     mode = "quick" if options.quick else "full"
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     (RESULTS / f"{mode}-{stamp}.json").write_text(json.dumps(
-        {"command": command, "started": started, "took": took, "results": results},
+        {"command": command, "started": started, "took": took,
+         "library": LIBRARY["label"], "results": results},
         indent=1, default=str))
     (RESULTS / f"latest-{mode}.md").write_text(table)
     print()
