@@ -24,7 +24,7 @@ import sys
 import time
 import traceback
 import warnings
-from typing import Any, Dict, Iterable, List
+from typing import Any, Callable, Dict, Iterable, List
 
 FINGERPRINT_MOD = (1 << 61) - 1
 #: An operating-time limit no run reaches: how "limits off" is configured.
@@ -114,25 +114,28 @@ def _bitrix_threaded(spec: Dict[str, Any]):
                     out.write(json.dumps(record, ensure_ascii=False))
                     out.write("\n")
                     fp.add(record.get("ID"))
-    elif job == "get_by_id":
-        ids = _load_ids(spec)
-
-        def run() -> Any:
-            return list(client.get_by_ID(spec["method"], ids).values())
-    elif job == "update":
-        ids = _load_ids(spec)
-        items = [{"ID": i, "fields": _update_fields(i)} for i in ids]
-
-        def run() -> None:
-            results = client.call(spec["method"], items)
-            for i, ok in zip(ids, results):
-                if ok is True:
-                    fp.add(i)
-                else:
-                    fp.records += 1
+    elif job in ("get_by_id", "update"):
+        run = _id_job(client, spec, fp)
     else:
         raise ValueError(f"unknown job {job!r}")
     return client, run, fp
+
+
+def _id_job(client: Any, spec: Dict[str, Any], fp: "Fingerprint") -> Callable[[], Any]:
+    """get_by_ID or a batched update over the sampled IDs: same calls in both libraries."""
+    ids = _load_ids(spec)
+    if spec["job"] == "get_by_id":
+        return lambda: list(client.get_by_ID(spec["method"], ids).values())
+    items = [{"ID": i, "fields": _update_fields(i)} for i in ids]
+
+    def run() -> None:
+        results = client.call(spec["method"], items)
+        for i, ok in zip(ids, results):
+            if ok is True:
+                fp.add(i)
+            else:
+                fp.records += 1
+    return run
 
 
 # -- fast_bitrix24 --------------------------------------------------------------------------
@@ -163,22 +166,8 @@ def _fast_bitrix24(spec: Dict[str, Any]):
     if job == "get_all":
         def run() -> Any:
             return client.get_all(spec["method"], params)
-    elif job == "get_by_id":
-        ids = _load_ids(spec)
-
-        def run() -> Any:
-            return list(client.get_by_ID(spec["method"], ids).values())
-    elif job == "update":
-        ids = _load_ids(spec)
-        items = [{"ID": i, "fields": _update_fields(i)} for i in ids]
-
-        def run() -> None:
-            results = client.call(spec["method"], items)
-            for i, ok in zip(ids, results):
-                if ok is True:
-                    fp.add(i)
-                else:
-                    fp.records += 1
+    elif job in ("get_by_id", "update"):
+        run = _id_job(client, spec, fp)
     else:
         raise ValueError(f"fast_bitrix24 has no job {job!r}")
     return client, run, fp
