@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
+from .jsontext import JsonRows
 from .phpquery import parse_query, php_array_json, php_bool, php_key, php_string
 
 __all__ = ["MAX_BATCH_LENGTH", "resolve_references", "run_batch", "split_command"]
@@ -56,7 +57,7 @@ def _child(node: Any, key: str) -> Tuple[bool, Any]:
     if isinstance(node, dict):
         value = node.get(key)
         return value is not None, value
-    if isinstance(node, (list, str)):
+    if isinstance(node, (list, str, JsonRows)):
         index = php_key(key)
         if isinstance(index, int) and 0 <= index < len(node):
             value = node[index]
@@ -80,7 +81,7 @@ def resolve_references(value: str, refs: Mapping[str, Mapping[str, Any]]) -> Any
                 break
             node = child
         if match.group(0) == value:
-            return node
+            return list(node) if type(node) is JsonRows else node
         text = php_string(node)
         if text is not None and isinstance(resolved, str):
             resolved = resolved.replace(match.group(0), text)

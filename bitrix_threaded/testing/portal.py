@@ -159,7 +159,8 @@ class FakePortal:
 
         if store is None:
             from .store import DataStore
-            store = DataStore(seed=seed, legacy_total_zero=bool(legacy_total_zero), **counts)
+            store = DataStore(seed=seed, legacy_total_zero=bool(legacy_total_zero),
+                              json_rows=True, **counts)
         self.store = store
         self._stats = PortalStats()
         self.tokens = TokenRegistry(seed=seed, token_ttl=ttl, clock=self._clock)

@@ -23,13 +23,12 @@ from typing import Any, Dict, Optional, Set, Tuple
 from urllib.parse import unquote, urlsplit
 
 from .engine import Reply
+from .jsontext import encode_body
 from .phpquery import parse_pairs, parse_query
 
 __all__ = ["PortalHTTPServer", "PortalRequestHandler"]
 
 _MAX_BODY = 64 * 1024 * 1024
-# ASCII output (\u escapes for non-ASCII, as PHP's json_encode writes them) is also faster.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
 
 
 def _reason(status: int) -> str:
@@ -175,7 +174,7 @@ class PortalRequestHandler(BaseHTTPRequestHandler):
         if reply.disconnect:
             self.close_connection = True
             return
-        body = _ENCODER.encode(reply.body).encode("ascii")
+        body = encode_body(reply.body).encode("ascii")
         head = (
             f"HTTP/1.1 {reply.status} {_reason(reply.status)}\r\n"
             "Content-Type: application/json; charset=utf-8\r\n"

@@ -95,12 +95,19 @@ class DataStore:
     Generation is deterministic in ``seed``: two stores built with the same
     arguments and given the same calls return identical data.
 
+    With ``json_rows``, a legacy CRM list page of whole records (no select,
+    or ``*`` with ``UF_*``) comes back as :class:`~.jsontext.JsonRows`: a
+    read-only sequence carrying its own JSON text, whose records are built
+    only when read. The HTTP server uses it to skip building and encoding
+    each record; otherwise pages are plain lists.
+
     Raises TypeError/ValueError on bad constructor arguments; ``call`` raises
     :class:`PortalError` for anything the real portal would refuse.
     """
 
     def __init__(self, *, deals: int = 0, leads: int = 0, contacts: int = 0, tasks: int = 0,
-                 users: int = 10, seed: int = 1, legacy_total_zero: bool = True):
+                 users: int = 10, seed: int = 1, legacy_total_zero: bool = True,
+                 json_rows: bool = False):
         sizes = {"deal": deals, "lead": leads, "contact": contacts, "task": tasks,
                  "user": users}
         for entity, size in sizes.items():
@@ -111,6 +118,7 @@ class DataStore:
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise TypeError("seed must be an int, got %r" % (seed,))
         self.legacy_total_zero = bool(legacy_total_zero)
+        self.json_rows = bool(json_rows)
         self._lock = threading.Lock()
         self._tables: Dict[str, RecordTable] = {}
         for entity in records.ENTITIES:
@@ -224,7 +232,7 @@ class DataStore:
     @staticmethod
     def _outcome(result: Any, page: ListPage, *, total_when_uncounted: Optional[int]
                  ) -> CallOutcome:
-        count = len(page.records)
+        count = len(page.ids)
         if page.total is None:
             return CallOutcome(result, total=total_when_uncounted, records=count)
         after = page.offset + count
@@ -249,7 +257,10 @@ class DataStore:
         fields, multi = resolve_select(get_param(params, "select", "arSelect"), table.schema)
         stored = table.overrides
         full = fields == table.schema.standard
-        if full and not stored:
+        rows = table.json_rows(page.ids) if self.json_rows and full and not multi else None
+        if rows is not None:
+            result: Any = rows
+        elif full and not stored:
             # Generated records are fresh dicts in exactly this shape.
             result = page.records
         else:

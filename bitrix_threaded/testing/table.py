@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from .filters import Condition, as_list, compile_condition, sort_key, to_number
-from .records import GENERATORS, MAX_OWNER, RecordKey, generate, multi_fields
+from .jsontext import ENCODER, JsonRows
+from .records import GENERATORS, JSON_WRITERS, MAX_OWNER, RecordKey, generate, multi_fields
 from .schemas import Schema
 
 __all__ = ["PAGE_SIZE", "ListPage", "RecordTable", "run_list"]
@@ -68,6 +68,35 @@ class RecordTable:
                              users)
             yield i, record
 
+    def json_rows(self, ids: List[int]) -> Optional[JsonRows]:
+        """The whole records with ``ids`` as :class:`~.jsontext.JsonRows`; None if unsupported.
+
+        Their JSON text is written now; generated records are built only when
+        read (they depend on nothing but their ID), overridden ones are copied
+        now. Entities without a JSON writer give None.
+        """
+        writer = JSON_WRITERS.get(self.entity)
+        if writer is None:
+            return None
+        t0, t1, t2 = self.key.t0, self.key.t1, self.key.t2
+        users = min(max(self.users, 1), MAX_OWNER)
+        stored = self.overrides
+        fields = self.schema.standard
+        texts = []
+        copies: Dict[int, Dict[str, Any]] = {}
+        for position, i in enumerate(ids):
+            record = stored.get(i) if stored else None
+            if record is None:
+                texts.append(writer(i, t0[i & 4095] ^ t1[(i >> 12) & 4095]
+                                    ^ t2[(i >> 24) & 4095], users))
+            else:
+                row = copies[position] = {f: record.get(f) for f in fields}
+                texts.append(ENCODER.encode(row))
+        return JsonRows(ids, texts, self._generated, copies)
+
+    def _generated(self, record_id: int) -> Dict[str, Any]:
+        return generate(self.entity, record_id, self.key, self.users)
+
     def fetch_many(self, ids: Sequence[int]) -> List[Dict[str, Any]]:
         return [record for _, record in self.iter_records(ids)]
 
@@ -94,14 +123,29 @@ class RecordTable:
         return True
 
 
-@dataclass
 class ListPage:
-    """One page of a list query (records in internal shape)."""
+    """One page of a list query: the matching IDs, and their records on first use.
 
-    ids: List[int]
-    records: List[Dict[str, Any]]  # as RecordTable.fetch gives them
-    offset: int
-    total: Optional[int]  # matching rows; None when not counted (start < 0)
+    ``records`` (in internal shape, as :meth:`RecordTable.fetch` gives them)
+    are read when first asked for, so a caller that only needs the IDs or
+    writes the records as JSON text never builds them. Read them before the
+    store's lock is released.
+    """
+
+    __slots__ = ("table", "ids", "offset", "total", "_records")
+
+    def __init__(self, table: RecordTable, ids: List[int], offset: int, total: Optional[int]):
+        self.table = table
+        self.ids = ids
+        self.offset = offset
+        self.total = total  # matching rows; None when not counted (start < 0)
+        self._records: Optional[List[Dict[str, Any]]] = None
+
+    @property
+    def records(self) -> List[Dict[str, Any]]:
+        if self._records is None:
+            self._records = self.table.fetch_many(self.ids)
+        return self._records
 
 
 def _id_number(value: Any) -> Optional[float]:
@@ -206,7 +250,7 @@ def run_list(table: RecordTable, conditions: List[Condition], order: List[Tuple[
     counted = start >= 0
     offset = (start // PAGE_SIZE) * PAGE_SIZE if counted else 0
     if any(c.field is None for c in conditions):
-        return ListPage([], [], offset, 0 if counted else None)
+        return ListPage(table, [], offset, 0 if counted else None)
     if not order or order[0][0] == "ID":
         by_id, id_desc = True, (order[0][1] if order else default_desc)
     else:
@@ -221,7 +265,7 @@ def run_list(table: RecordTable, conditions: List[Condition], order: List[Tuple[
             page_ids = list(reversed(candidates[max(0, stop - PAGE_SIZE):max(0, stop)]))
         else:
             page_ids = list(candidates[offset:offset + PAGE_SIZE])
-        return ListPage(page_ids, table.fetch_many(page_ids), offset,
+        return ListPage(table, page_ids, offset,
                         total if counted else None)
 
     predicates = [compile_condition(c, table.schema) for c in residual]
@@ -234,7 +278,7 @@ def run_list(table: RecordTable, conditions: List[Condition], order: List[Tuple[
                 if not counted and len(matched) == PAGE_SIZE:
                     break
         page_ids = matched[offset:offset + PAGE_SIZE]
-        return ListPage(page_ids, table.fetch_many(page_ids), offset,
+        return ListPage(table, page_ids, offset,
                         len(matched) if counted else None)
 
     # Sorting by other fields: keep (keys..., id) per match, never the records.
@@ -247,5 +291,5 @@ def run_list(table: RecordTable, conditions: List[Condition], order: List[Tuple[
     for position in range(len(order) - 1, -1, -1):
         keyed.sort(key=itemgetter(position), reverse=order[position][1])
     page_ids = [entry[-1] for entry in keyed[offset:offset + PAGE_SIZE]]
-    return ListPage(page_ids, table.fetch_many(page_ids), offset,
+    return ListPage(table, page_ids, offset,
                     len(keyed) if counted else None)
