@@ -13,10 +13,11 @@ tests drive these classes with a ``ManualClock`` instead of sleeping.
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import math
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, Mapping
 
 from .clock import SYSTEM_CLOCK, Clock
@@ -25,6 +26,7 @@ from .concurrency import ConcurrencyGate
 __all__ = ["ConcurrencyGate", "LeakyBucket", "OperatingWindow", "WindowTicket"]
 
 _NEVER = -math.inf
+_CLASS_GENERATION = 50  # reports per generation of a cost class's running maximum
 
 
 def _number(
@@ -235,17 +237,33 @@ class _MethodState:
     answered: float = _NEVER  # latest hold deadline followed by a fresh report
     cost: float | None = None  # one command's processing seconds: a decaying maximum
     cost_at: float = 0.0  # local monotonic time of the cost estimate
+    # Per cost class (commands of one kind: offset pages of similar depth), the
+    # highest cost of the last 50-100 reports: [current max, previous max, count].
+    class_costs: dict = field(default_factory=dict)
     in_flight: int = 0  # commands sent and not yet released
+    in_flight_cost: float = 0.0  # their estimated seconds, as booked when sent
+    # Our own recorded commands, (earliest, latest server time it ran, seconds), sorted:
+    # each is counted in ``operating`` and will leave the server's window.
+    spent: list = field(default_factory=list)
+    drops: list | None = None  # cache: sorted (server time it has left by, seconds)
+    offset: float = 0.0  # local monotonic minus server time, at the last report
+    reset_at: float | None = None  # server time the oldest minute bucket expires
 
 
 class WindowTicket:
-    """Commands registered as in flight by :meth:`OperatingWindow.acquire`."""
+    """Commands registered as in flight by :meth:`OperatingWindow.acquire`.
 
-    __slots__ = ("_owner", "methods", "released")
+    ``methods``: method -> command count; ``costs``: method -> the estimated
+    seconds booked for them.
+    """
 
-    def __init__(self, owner: OperatingWindow, methods: dict[str, int]) -> None:
+    __slots__ = ("_owner", "methods", "costs", "released")
+
+    def __init__(self, owner: OperatingWindow, methods: dict[str, int],
+                 costs: dict[str, float]) -> None:
         self._owner = owner
         self.methods = methods
+        self.costs = costs
         self.released = False
 
     def __repr__(self) -> str:
@@ -264,11 +282,31 @@ class OperatingWindow:
 
     A method whose last report is at or above ``limit * (1 - headroom)`` is
     held until its reset deadline; then it is *probing* (one request in
-    flight) until a fresh report arrives. Otherwise a request waits only
-    while ``operating + (in flight + new commands) * cost estimate`` would
-    cross that threshold and earlier requests are still in flight. Methods
-    never reported go freely, and a held method never holds another.
-    ``enabled=False`` lets everything pass (reports are still stored).
+    flight) until a fresh report arrives. Otherwise a request waits while
+    ``operating + (in flight + new commands) * cost estimate`` would cross
+    that threshold: for the reports of earlier requests still in flight, or,
+    with none in flight, until enough of our own spent time has left the
+    server's window for it to fit.
+
+    The window is ``span`` seconds of ten minute-buckets; a bucket leaves
+    ``span`` after its first call. Each command reported with its server
+    times and cost is kept in a log; ``operating`` counts it down once the
+    command has certainly left the window (its bucket is the oldest, which
+    leaves at ``operating_reset_at``, or ``span`` after it ran) and was
+    certainly still counted in the last report (it cannot have been in a
+    bucket that had left before then). Commands the server does not record
+    (under ``limit / 4800`` seconds: 0.1 s at the standard limit) are not
+    logged. Methods never reported go freely, and a held method never
+    holds another. ``enabled=False`` lets everything pass (reports are
+    still stored).
+
+    Costs are estimated per *cost class*: the caller may key a request's
+    commands by ``(method, class)`` instead of ``method`` (class 0), and
+    report each command with its class. Higher classes are taken to cost
+    more (offset pages: deeper). A class's estimate is the highest cost of
+    its last 50-100 reports; a class never reported is estimated at the
+    nearest reported class above it, or else at the highest cost seen (the
+    method's highest recent cost halves every ``default_block`` seconds).
 
     Method names are case-insensitive. Thread-safe; waiting sleeps on the
     clock with the lock released.
@@ -288,6 +326,7 @@ class OperatingWindow:
         headroom: float = 0.1,
         default_block: float = 60.0,
         poll_interval: float = 0.05,
+        span: float | None = None,
     ) -> None:
         limit = _number(limit, "limit", strict=True)
         headroom = _number(headroom, "headroom")
@@ -302,6 +341,10 @@ class OperatingWindow:
         self._enabled = enabled
         self._default_block = _number(default_block, "default_block")
         self._poll = _number(poll_interval, "poll_interval", strict=True)
+        # 600 s for the standard 480 s limit: limit * 1.25 unless given.
+        self._span = limit * 1.25 if span is None else _number(span, "span", strict=True)
+        self._bucket = self._span / 10.0
+        self._min_recorded = limit / 4800.0
         self._methods: dict[str, _MethodState] = {}
 
     @property
@@ -332,6 +375,8 @@ class OperatingWindow:
         reset_in: float | None,
         server_time: float | None = None,
         cost: float | None = None,
+        started: float | None = None,
+        cost_class: int = 0,
     ) -> None:
         """Store one report for ``method``.
 
@@ -339,7 +384,10 @@ class OperatingWindow:
         ``reset_in`` = ``operating_reset_at - finish`` in server seconds, or
         ``None`` when absent; ``server_time`` (``finish``) orders reports: one
         older than the newest kept is ignored, except that its ``cost`` (this
-        command's own processing seconds) still feeds the cost estimate.
+        command's own processing seconds) still feeds the cost estimate and
+        the log of spent time. ``started``: the server time the request
+        carrying the command began (a batch's own ``start``); by default
+        ``server_time - cost``. ``cost_class``: the command's class (see above).
         """
         key = _method_key(method)
         operating = _number(operating, "operating")
@@ -347,19 +395,27 @@ class OperatingWindow:
         server_time = None if server_time is None else _number(
             server_time, "server_time", minimum=None)
         cost = None if cost is None else _number(cost, "cost")
+        started = None if started is None else _number(started, "started", minimum=None)
+        cost_class = _integer(cost_class, "cost_class", minimum=0)
         with self._lock:
             state = self._methods.setdefault(key, _MethodState())
+            now = self._clock.monotonic()
             if cost is not None:
-                now = self._clock.monotonic()
-                decayed = 0.0
-                if state.cost is not None:
-                    age = max(0.0, now - state.cost_at)
-                    decayed = state.cost * 0.5 ** (age / max(self._default_block, 1e-9))
-                state.cost, state.cost_at = max(cost, decayed), now
+                state.cost = self._decayed_max(state.cost, state.cost_at, cost, now)
+                state.cost_at = now
+                recent = state.class_costs.setdefault(cost_class, [0.0, 0.0, 0])
+                if recent[2] >= _CLASS_GENERATION:
+                    recent[:] = [0.0, recent[0], 0]
+                recent[0] = max(recent[0], cost)
+                recent[2] += 1
+                if server_time is not None and cost >= self._min_recorded:
+                    earliest = server_time - cost if started is None else min(
+                        started, server_time)
+                    bisect.insort(state.spent, (earliest, server_time, cost))
+                    state.drops = None
             if (server_time is not None and state.server_time is not None
                     and server_time < state.server_time):
                 return
-            now = self._clock.monotonic()
             deadline = self._deadline(state)
             if now >= deadline:
                 # A report after the hold ended answers the probe.
@@ -375,6 +431,13 @@ class OperatingWindow:
                 state.reset_until = now + self._default_block
             else:
                 state.reset_until = None
+            self._rebase(state, now, server_time, reset_in)
+
+    def _decayed_max(self, known: float | None, at: float, cost: float, now: float) -> float:
+        if known is None:
+            return cost
+        age = max(0.0, now - at)
+        return max(cost, known * 0.5 ** (age / max(self._default_block, 1e-9)))
 
     def block(self, method: str, reset_in: float | None) -> None:
         """Hold ``method`` for ``reset_in`` seconds after a 429 or a per-command
@@ -395,13 +458,17 @@ class OperatingWindow:
                 seconds = self._default_block
             state.blocked_until = max(state.blocked_until, now + seconds)
 
-    def delay(self, methods: Mapping[str, int]) -> float:
-        """Seconds a request with ``methods`` (name -> command count) must wait; 0.0 = go."""
+    def delay(self, methods: Mapping[object, int]) -> float:
+        """Seconds a request with ``methods`` must wait; 0.0 = go.
+
+        ``methods`` maps a method name, or a ``(method, cost class)`` pair, to a
+        command count.
+        """
         counts = _method_counts(methods)
         with self._lock:
             return self._delay(counts, self._clock.monotonic())
 
-    def acquire(self, methods: Mapping[str, int]) -> WindowTicket:
+    def acquire(self, methods: Mapping[object, int]) -> WindowTicket:
         """Wait until :meth:`delay` is 0, register the commands as in flight, return a ticket.
 
         Pass the ticket to :meth:`release` once the reply was recorded, or the
@@ -412,9 +479,16 @@ class OperatingWindow:
             with self._lock:
                 wait = self._delay(counts, self._clock.monotonic())
                 if wait <= 0.0:
-                    for key, n in counts.items():
-                        self._methods.setdefault(key, _MethodState()).in_flight += n
-                    return WindowTicket(self, counts)
+                    totals: dict[str, int] = {}
+                    costs: dict[str, float] = {}
+                    for key, classes in counts.items():
+                        state = self._methods.setdefault(key, _MethodState())
+                        n = sum(classes.values())
+                        cost = self._cost_of(state, classes) or 0.0
+                        state.in_flight += n
+                        state.in_flight_cost += cost
+                        totals[key], costs[key] = n, cost
+                    return WindowTicket(self, totals, costs)
             self._clock.sleep(wait)
 
     def release(self, ticket: WindowTicket) -> None:
@@ -428,6 +502,9 @@ class OperatingWindow:
             for key, n in ticket.methods.items():
                 state = self._methods[key]
                 state.in_flight = max(0, state.in_flight - n)
+                state.in_flight_cost = max(0.0, state.in_flight_cost - ticket.costs[key])
+                if state.in_flight == 0:
+                    state.in_flight_cost = 0.0  # no rounding left over
 
     @contextlib.contextmanager
     def hold(self, methods: Mapping[str, int]) -> Iterator[WindowTicket]:
@@ -454,6 +531,8 @@ class OperatingWindow:
                     "in_flight": state.in_flight,
                     "cost": state.cost,
                     "server_time": state.server_time,
+                    "class_costs": {c: max(r[0], r[1]) for c, r in state.class_costs.items()},
+                    "spent": sum(entry[2] for entry in state.spent),
                 }
             return out
 
@@ -467,28 +546,111 @@ class OperatingWindow:
     def _probing(state: _MethodState, deadline: float, now: float) -> bool:
         return deadline != _NEVER and now >= deadline and state.answered < deadline
 
-    def _delay(self, counts: Mapping[str, int], now: float) -> float:
+    def _delay(self, counts: Mapping[str, Mapping[int, int]], now: float) -> float:
         if not self._enabled:
             return 0.0
         wait = 0.0
-        for key, n in counts.items():
+        for key, classes in counts.items():
             state = self._methods.get(key)
             if state is not None:
-                wait = max(wait, self._method_delay(state, n, now))
+                wait = max(wait, self._method_delay(state, classes, now))
         return wait
 
-    def _method_delay(self, state: _MethodState, n: int, now: float) -> float:
+    @staticmethod
+    def _cost_of(state: _MethodState, classes: Mapping[int, int]) -> float | None:
+        """Estimated seconds of commands (class -> count); None when nothing is known."""
+        if state.cost is None:
+            return None
+        known = state.class_costs
+        total = 0.0
+        for cost_class, n in classes.items():
+            recent = known.get(cost_class)
+            if recent is None:
+                # Classes cost more the higher they are: the nearest known class above
+                # bounds this one; with none, the highest cost seen.
+                above = [c for c in known if c > cost_class]
+                if above:
+                    recent = known[min(above)]
+                else:
+                    recent = [max([state.cost] + [max(r[0], r[1]) for r in known.values()]),
+                              0.0]
+            total += n * max(recent[0], recent[1])
+        return total
+
+    def _rebase(self, state: _MethodState, now: float, server_time: float | None,
+                reset_in: float | None) -> None:
+        """A new newest report: re-anchor the log of spent time on it."""
+        state.drops = None
+        if server_time is None:
+            # No server clock to relate our commands to: count nothing down.
+            state.spent.clear()
+            state.reset_at = None
+            return
+        state.offset = now - server_time
+        state.reset_at = None if reset_in is None else server_time + reset_in
+        spent = state.spent
+        if spent and spent[0][0] + self._span - self._bucket <= server_time:
+            # Some may have left before this report, or may not be counted down
+            # any more: keep those still known to be in it.
+            kept = []
+            for entry in spent:
+                leaves_at = self._leaves_at(state, entry)
+                if leaves_at is not None and leaves_at > server_time:
+                    kept.append(entry)
+            state.spent = kept
+
+    def _leaves_at(self, state: _MethodState, entry: tuple) -> float | None:
+        """Server time by which a logged command has left the window; None when the
+        last report may already have left it out (then it is not counted down)."""
+        earliest, latest, _ = entry
+        reset_at = state.reset_at
+        # The server rounds operating_reset_at up to a whole second: the oldest bucket
+        # opened within the second before reset_at - span.
+        if (reset_at is not None and earliest >= reset_at - self._span
+                and latest < reset_at - 1.0 - self._span + self._bucket):
+            return reset_at  # in the oldest bucket, which the server named
+        if state.server_time is not None and earliest + self._span - self._bucket > \
+                state.server_time:
+            return latest + self._span  # its bucket cannot have left by the report
+        return None
+
+    def _method_delay(self, state: _MethodState, classes: Mapping[int, int], now: float
+                      ) -> float:
         deadline = self._deadline(state)
         if now < deadline:
             return deadline - now
-        if self._probing(state, deadline, now):
-            return self._poll if state.in_flight > 0 else 0.0
-        # Waiting helps only if something in flight will report; with nothing
-        # in flight the server's next report is the better estimate.
-        if state.in_flight > 0 and state.cost is not None:
-            projected = state.operating + (state.in_flight + n) * state.cost
-            if projected > self._threshold:
-                return self._poll
+        if self._probing(state, deadline, now) and state.in_flight > 0:
+            return self._poll
+        cost = self._cost_of(state, classes)
+        if cost is None:
+            return 0.0
+        room = self._threshold - state.in_flight_cost - cost
+        operating = state.operating
+        if operating <= room:
+            return 0.0
+        if state.drops is None:
+            state.drops = sorted((at, seconds) for at, seconds in (
+                (self._leaves_at(state, entry), entry[2]) for entry in state.spent)
+                if at is not None)
+        server_now = now - state.offset
+        drops = state.drops
+        position = 0
+        while position < len(drops) and drops[position][0] <= server_now:
+            operating -= drops[position][1]
+            position += 1
+        if operating <= room:
+            return 0.0
+        if state.in_flight > 0:
+            return self._poll  # their reports will tell more
+        # Nothing in flight: wait until enough of our own time has left the window.
+        while position < len(drops):
+            leaves_at, seconds = drops[position]
+            operating -= seconds
+            if operating <= room:
+                return leaves_at - server_now
+            position += 1
+        # It cannot fit even then (time spent by others, or a request bigger than the
+        # budget): go, and let the server's next report guide the rest.
         return 0.0
 
     def __repr__(self) -> str:
@@ -504,14 +666,21 @@ def _method_key(method: object) -> str:
     return key
 
 
-def _method_counts(methods: object) -> dict[str, int]:
+def _method_counts(methods: object) -> dict[str, dict[int, int]]:
+    """``{method or (method, class): count}`` as ``{method: {class: count}}``."""
     if not isinstance(methods, Mapping):
         raise TypeError(f"methods must be a mapping of method -> count, got "
                         f"{type(methods).__name__}")
-    counts: dict[str, int] = {}
-    for method, n in methods.items():
-        n = _integer(n, f"count for {method!r}", minimum=0)
+    counts: dict[str, dict[int, int]] = {}
+    for name, n in methods.items():
+        n = _integer(n, f"count for {name!r}", minimum=0)
+        cost_class = 0
+        if isinstance(name, tuple):
+            if len(name) != 2:
+                raise TypeError(f"expected (method, cost class), got {name!r}")
+            name, cost_class = name
+            cost_class = _integer(cost_class, "cost class", minimum=0)
         if n:
-            key = _method_key(method)
-            counts[key] = counts.get(key, 0) + n
+            classes = counts.setdefault(_method_key(name), {})
+            classes[cost_class] = classes.get(cost_class, 0) + n
     return counts

@@ -22,6 +22,7 @@ runs its batches inline instead of queueing them, so nesting cannot deadlock.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -76,6 +77,32 @@ def _time_numbers(block: Any) -> TimeNumbers:
     if reset_at is not None and finish is not None:
         reset_in = max(0.0, reset_at - finish)
     return operating, reset_in, finish, num("processing")
+
+
+def cost_class(params: Optional[Mapping[str, Any]]) -> int:
+    """The operating-time cost class of a command with ``params``.
+
+    List pages cost more the deeper their ``start`` (the server skips that many
+    rows, and counts them all): class ``1 + floor(4 * log2(page + 1))``, so the
+    pages of one class lie within a factor of 2 ** (1/4) in depth. Anything
+    else is class 0.
+    """
+    if not isinstance(params, Mapping):
+        return 0
+    start = params.get("start")
+    if isinstance(start, str) and start.isdigit():
+        start = int(start)
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        return 0
+    return 1 + int(4 * math.log2(start // 50 + 1))
+
+
+def _start_time(block: Any) -> Optional[float]:
+    """A ``time`` block's ``start`` (server seconds), None when absent."""
+    value = block.get("start") if isinstance(block, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
 
 
 class Runner:
@@ -151,23 +178,26 @@ class Runner:
         payload: Optional[Mapping[str, Any]],
         *,
         write: bool,
-        commands: Optional[Mapping[str, int]] = None,
+        commands: Optional[Mapping[Any, int]] = None,
         labels: Optional[Mapping[str, str]] = None,
+        classes: Optional[Mapping[str, int]] = None,
     ) -> Reply:
         """Send one request, retrying as the policy allows; return the reply or raise.
 
-        ``commands`` counts the commands per method that the request carries (a batch
-        carries several; a plain call one of ``method``); ``labels`` maps batch labels
-        to their methods so each command's ``result_time`` is charged to its method.
+        ``commands`` counts the commands per method, or per ``(method, cost class)``,
+        that the request carries (a batch carries several; a plain call one of
+        ``method``, classed by its ``payload``); ``labels`` maps batch labels to their
+        methods so each command's ``result_time`` is charged to its method, and
+        ``classes`` labels to cost classes (see :func:`cost_class`).
         """
-        counts: Mapping[str, int] = commands or {method: 1}
+        counts: Mapping[Any, int] = commands or {(method, cost_class(payload)): 1}
         attempt = 0
         limit_attempt = 0
         renewed = False
         while True:
             generation = self.credentials.generation()
             try:
-                reply = self._send_once(method, payload, counts, labels)
+                reply = self._send_once(method, payload, counts, labels, classes)
             except ExpiredToken:
                 if renewed or not self.credentials.renewable:
                     raise
@@ -181,7 +211,7 @@ class Runner:
                     self.gate.penalize()
                 elif isinstance(err, OperationTimeLimit):
                     # A batch is never charged itself: hold back the methods it carries.
-                    for blocked in counts:
+                    for blocked in {k[0] if isinstance(k, tuple) else k for k in counts}:
                         self.window.block(blocked, self._reset_in(err))
                 decision = self.policy.decide(
                     err, attempt=attempt, limit_attempt=limit_attempt, write=write
@@ -215,25 +245,28 @@ class Runner:
         self,
         method: str,
         payload: Optional[Mapping[str, Any]],
-        counts: Mapping[str, int],
+        counts: Mapping[Any, int],
         labels: Optional[Mapping[str, str]],
+        classes: Optional[Mapping[str, int]],
     ) -> Reply:
         ticket = self.window.acquire(counts)
         try:
             with self.gate:
                 self.bucket.acquire()
                 reply = self.transport.post(method, payload)
-            self._record(method, reply, labels)
+            self._record(method, reply, labels, classes or {}, cost_class(payload))
             return reply
         finally:
             self.window.release(ticket)
 
-    def _record(self, method: str, reply: Reply, labels: Optional[Mapping[str, str]]) -> None:
+    def _record(self, method: str, reply: Reply, labels: Optional[Mapping[str, str]],
+                classes: Mapping[str, int], own_class: int) -> None:
+        started = _start_time(reply.data.get("time"))
         if labels is None:
             operating, reset_in, finish, processing = _time_numbers(reply.data.get("time"))
             if operating is not None:
                 self.window.record(method, operating, reset_in=reset_in, server_time=finish,
-                                   cost=processing)
+                                   cost=processing, started=started, cost_class=own_class)
             return
         result = reply.data.get("result")
         times = result.get("result_time") if isinstance(result, Mapping) else None
@@ -245,8 +278,10 @@ class Runner:
             command_method = labels.get(str(label))
             operating, reset_in, finish, processing = _time_numbers(block)
             if command_method is not None and operating is not None:
+                # The batch's start: commands run one after another from then on.
                 self.window.record(command_method, operating, reset_in=reset_in,
-                                   server_time=finish, cost=processing)
+                                   server_time=finish, cost=processing, started=started,
+                                   cost_class=classes.get(str(label), 0))
 
     # -- many commands -------------------------------------------------------------------
     def run_batch(
@@ -259,10 +294,13 @@ class Runner:
         """
         payload = batch_payload(chunk, halt=halt)
         labels = {label: _method_of(cmd) for label, cmd in payload["cmd"].items()}
-        counts = Counter(c.method.lower() for _, c in chunk)
+        classes = {label: cost_class(c.params) for label, (_, c) in zip(payload["cmd"], chunk)}
+        counts = Counter((c.method.lower(), classes[label])
+                         for label, (_, c) in zip(payload["cmd"], chunk))
         write = any(is_write_method(c.method) for _, c in chunk)
         try:
-            reply = self.request("batch", payload, write=write, commands=counts, labels=labels)
+            reply = self.request("batch", payload, write=write, commands=counts, labels=labels,
+                                 classes=classes)
         except BitrixError as err:
             failures = [
                 CommandFailure(index=i, label=label, method=c.method, error=err)

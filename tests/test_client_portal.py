@@ -145,3 +145,20 @@ def test_callbacks_may_call_the_client_again_without_deadlock():
             if len(seen) < 3:
                 seen.append(bx.call("crm.deal.get", {"ID": deal["ID"]})["ID"])
         assert len(seen) == 3
+
+
+def test_offset_pages_pace_through_the_operating_window_without_a_refusal():
+    # Deep offset pages cost up to 20x the first one and the export needs about
+    # twice the budget of its 1-second window: the client must wait for its own
+    # time to leave the window, batch by batch, and never be refused.
+    with FakePortal(deals=2000, profile="realistic", operating_limit=0.8,
+                    operating_window=1.0, cost_base=0.002, cost_per_record=0.0,
+                    cost_per_offset_row=0.00004, cost_per_counted_row=0.0,
+                    cost_round_trip=0.001) as portal, \
+            Bitrix(portal.webhook, verbose=False, operating_time_limit=0.8,
+                   batch_size=5) as bx:
+        records = bx.get_all("crm.deal.list", {"select": ["ID"]}, strategy="offset")
+        assert [int(d["ID"]) for d in records] == portal.ids("deal")
+        stats = portal.stats()
+        assert stats["operating"]["crm.deal.list"] > 1.2  # more than the budget
+        assert stats["rejected_429"] == 0 and stats["rejected_503"] == 0

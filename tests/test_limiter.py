@@ -576,6 +576,7 @@ def test_snapshot_reports_times_relative_to_now():
     assert window.snapshot() == {LIST: {
         "operating": 50.0, "reset_in": pytest.approx(60.0), "blocked_for": 0.0,
         "probing": False, "in_flight": 0, "cost": 0.5, "server_time": 5.0,
+        "class_costs": {0: 0.5}, "spent": 0.5,
     }}
 
 

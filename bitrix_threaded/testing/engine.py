@@ -158,7 +158,9 @@ class RestEngine:
 
         profile = settings.profile
         if profile.sleeps:
-            self._sleep(profile.round_trip * settings.time_scale + seconds)
+            # A batch has slept through its commands already (see _batch).
+            self._sleep(profile.round_trip * settings.time_scale
+                        + (0.0 if method == "batch" else seconds))
         if fault == _faults.DISCONNECT_AFTER:
             self.stats.count("disconnects_after_execution")
             return Reply(0, disconnect=True)
@@ -200,6 +202,7 @@ class RestEngine:
     def _batch(self, params: Dict[str, Any], start: float,
                oauth: bool = False) -> Tuple[Reply, float]:
         cursor = start
+        sleeps = self.settings.profile.sleeps
 
         def execute(method: str, command_params: Dict[str, Any]) -> Dict[str, Any]:
             nonlocal cursor
@@ -209,6 +212,10 @@ class RestEngine:
                 command_params.pop("access_token", None)
             outcome, _, seconds = self._command(normalize_method(method), command_params, cursor)
             cursor += seconds
+            if sleeps and seconds > 0:
+                # Commands run one after another: the next one is checked against the
+                # operating limit, and charged, when this one has finished.
+                self._sleep(seconds)
             return outcome
 
         result = run_batch(params, execute)

@@ -161,3 +161,23 @@ def test_ids_and_count(fake_portal):
 def test_bad_arguments_raise_clear_errors(kwargs, error):
     with pytest.raises(error):
         FakePortal(**kwargs)
+
+
+def test_batch_commands_are_checked_and_charged_when_each_one_runs():
+    # Each user.get costs 0.0204 s; the operating window is only 0.01 s long. Checked
+    # and charged at the batch's arrival, b and c would be refused (a is over the
+    # limit); run one after another, each finds the previous one's time expired.
+    clock = ManualClock(5_000.0)
+    with FakePortal(users=10, profile="realistic", clock=clock, operating_limit=0.001,
+                    operating_window=0.01) as portal:
+        body = requests.post(portal.webhook + "batch", json={"cmd": {
+            "a": "user.get?ID=1", "b": "user.get?ID=2", "c": "user.get?ID=3"}}).json()
+        assert body["result"]["result_error"] == []
+        assert sorted(body["result"]["result"]) == ["a", "b", "c"]
+        times = body["result"]["result_time"]
+        # Each command's window holds only its own time: the others had expired.
+        assert [times[k]["operating"] for k in "abc"] == \
+            pytest.approx([times[k]["processing"] for k in "abc"])
+        assert times["b"]["start"] == pytest.approx(times["a"]["finish"])
+        assert portal.stats()["rejected_429"] == 0
+        assert clock.time() == pytest.approx(times["c"]["finish"] + 0.03)
