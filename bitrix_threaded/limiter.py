@@ -23,7 +23,7 @@ from typing import Iterator, Mapping
 from .clock import SYSTEM_CLOCK, Clock
 from .concurrency import ConcurrencyGate
 
-__all__ = ["ConcurrencyGate", "LeakyBucket", "OperatingWindow", "WindowTicket"]
+__all__ = ["ConcurrencyGate", "LeakyBucket", "OperatingWindow", "WindowTicket", "cost_class"]
 
 _NEVER = -math.inf
 _CLASS_GENERATION = 50  # reports per generation of a cost class's running maximum
@@ -565,16 +565,26 @@ class OperatingWindow:
         total = 0.0
         for cost_class, n in classes.items():
             recent = known.get(cost_class)
-            if recent is None:
-                # Classes cost more the higher they are: the nearest known class above
-                # bounds this one; with none, the highest cost seen.
-                above = [c for c in known if c > cost_class]
-                if above:
-                    recent = known[min(above)]
-                else:
-                    recent = [max([state.cost] + [max(r[0], r[1]) for r in known.values()]),
-                              0.0]
-            total += n * max(recent[0], recent[1])
+            if recent is not None:
+                total += n * max(recent[0], recent[1])
+                continue
+            above = [c for c in known if c > cost_class]
+            if not above:  # deeper than anything seen: the highest cost seen
+                total += n * max([state.cost] + [max(r[0], r[1]) for r in known.values()])
+                continue
+            upper = min(above)
+            high = max(known[upper][0], known[upper][1])
+            below = [c for c in known if 0 < c < cost_class]
+            if not below:  # the nearest known class above bounds this one
+                total += n * high
+                continue
+            lower = max(below)
+            low = max(known[lower][0], known[lower][1])
+            # Between two known classes: the cost grows with the depth, about linearly
+            # (an offset scan), so draw the line through the deepest pages of both.
+            depth, d_low, d_high = (_class_depth(c) for c in (cost_class, lower, upper))
+            share = (depth - d_low) / (d_high - d_low)
+            total += n * min(high, max(low, low + (high - low) * share))
         return total
 
     def _rebase(self, state: _MethodState, now: float, server_time: float | None,
@@ -655,6 +665,29 @@ class OperatingWindow:
 
     def __repr__(self) -> str:
         return f"OperatingWindow(limit={self._limit}, enabled={self._enabled})"
+
+
+def cost_class(params: object) -> int:
+    """The operating-time cost class of a command with ``params``.
+
+    List pages cost more the deeper their ``start`` (the server skips that many
+    rows, and counts them all): class ``1 + floor(4 * log2(page + 1))``, so the
+    pages of one class lie within a factor of 2 ** (1/4) in depth. Anything
+    else is class 0.
+    """
+    if not isinstance(params, Mapping):
+        return 0
+    start = params.get("start")
+    if isinstance(start, str) and start.isdigit():
+        start = int(start)
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        return 0
+    return 1 + int(4 * math.log2(start // 50 + 1))
+
+
+def _class_depth(cost_class: int) -> float:
+    """Pages before the deepest page of ``cost_class``, plus one (0 for class 0)."""
+    return 0.0 if cost_class <= 0 else 2.0 ** (cost_class / 4.0)
 
 
 def _method_key(method: object) -> str:

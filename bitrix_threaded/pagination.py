@@ -202,8 +202,8 @@ class OffsetPages(Strategy):
                     if len(later) > self.batch_size:
                         # The deepest page costs the most (an offset scan): fetch it
                         # first, alone, so the operating-time window knows the worst
-                        # cost before the other pages go out together.
-                        self._held = later[:-1]
+                        # cost before the other pages go out together, deepest first.
+                        self._held = later[-2::-1]
                         step.plans.append(Plan((later[-1],), tag="deep"))
                     else:
                         step.plans.extend(self._chunks(later, tag="pages"))

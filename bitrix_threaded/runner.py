@@ -22,7 +22,6 @@ runs its batches inline instead of queueing them, so nesting cannot deadlock.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -39,7 +38,7 @@ from .errors import (
     OperationTimeLimit,
     QueryLimitExceeded,
 )
-from .limiter import ConcurrencyGate, LeakyBucket, OperatingWindow
+from .limiter import ConcurrencyGate, LeakyBucket, OperatingWindow, cost_class
 from .retry import RetryPolicy, is_write_method
 from .transport import Reply, Transport
 
@@ -77,24 +76,6 @@ def _time_numbers(block: Any) -> TimeNumbers:
     if reset_at is not None and finish is not None:
         reset_in = max(0.0, reset_at - finish)
     return operating, reset_in, finish, num("processing")
-
-
-def cost_class(params: Optional[Mapping[str, Any]]) -> int:
-    """The operating-time cost class of a command with ``params``.
-
-    List pages cost more the deeper their ``start`` (the server skips that many
-    rows, and counts them all): class ``1 + floor(4 * log2(page + 1))``, so the
-    pages of one class lie within a factor of 2 ** (1/4) in depth. Anything
-    else is class 0.
-    """
-    if not isinstance(params, Mapping):
-        return 0
-    start = params.get("start")
-    if isinstance(start, str) and start.isdigit():
-        start = int(start)
-    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-        return 0
-    return 1 + int(4 * math.log2(start // 50 + 1))
 
 
 def _start_time(block: Any) -> Optional[float]:

@@ -10,7 +10,7 @@ import pytest
 
 from bitrix_threaded.clock import ManualClock
 from bitrix_threaded.limiter import OperatingWindow
-from bitrix_threaded.runner import cost_class
+from bitrix_threaded.limiter import cost_class
 
 LIST = "crm.deal.list"
 
@@ -133,9 +133,13 @@ def test_cost_classes_have_their_own_estimates():
     assert ticket.costs == {LIST: pytest.approx(3.0)} and ticket.methods == {LIST: 10}
     assert window.delay({(LIST, 3): 20}) == 0.0            # 400 + 3 + 6
     assert window.delay({(LIST, 12): 20}) == pytest.approx(0.05)  # 400 + 3 + 40
-    # Unknown classes: bounded by the nearest known one above, else the highest cost.
-    assert window.delay({(LIST, 7): 20}) == pytest.approx(0.05)   # as class 12: 40
+    # Unknown classes: on the line between the known ones around them (by the depth
+    # of their deepest page), bounded by the one above, else the highest cost.
+    assert window.delay({(LIST, 7): 40}) == pytest.approx(0.05)   # 0.7525 each: 30.1
+    assert window.delay({(LIST, 7): 38}) == 0.0                   # 28.6
     assert window.delay({LIST: 15, (LIST, 3): 5}) == 0.0          # class 0 as 3: 6
+    assert window.delay({(LIST, 2): 100}) == pytest.approx(0.05)  # as 3: 30
+    assert window.delay({(LIST, 2): 95}) == 0.0                   # 28.5
     assert window.delay({(LIST, 13): 15}) == pytest.approx(0.05)  # 2.0 each: 30
     assert window.delay({(LIST, 13): 14}) == 0.0
     window.release(ticket)
