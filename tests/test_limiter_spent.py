@@ -20,6 +20,16 @@ def make_window(**kwargs):
     return OperatingWindow(480.0, clock=clock, **kwargs), clock
 
 
+def after_one_batch(**window_kwargs):
+    """A window that has seen forty 10-s commands run from server time 1,000 to 1,400
+    (their bucket opened at 1,000 and leaves at 1,600), the clock at server 1,400."""
+    window, clock = make_window(**window_kwargs)
+    clock.advance(400)
+    run_batch(window, start=1000.0, costs=[10.0] * 40, operating_before=0.0,
+              reset_at=1600.0)
+    return window, clock
+
+
 def run_batch(window, *, start, costs, operating_before, reset_at, cost_class=0):
     """Report a batch that began at server time ``start`` with commands of ``costs``."""
     operating, finish = operating_before, start
@@ -51,10 +61,7 @@ def test_nothing_in_flight_waits_for_the_oldest_bucket_to_leave():
 
 
 def test_commands_after_the_first_bucket_leave_a_window_after_they_finished():
-    window, clock = make_window()
-    clock.advance(400)
-    run_batch(window, start=1000.0, costs=[10.0] * 40, operating_before=0.0,
-              reset_at=1600.0)
+    window, clock = after_one_batch()
     # 15 more commands (150 s): fits at 400 - 168 or less, i.e. after 17 commands
     # have left: 5 at 1,600, then one every 10 s from 1,660 (finished 1,060 + 600).
     assert window.delay({LIST: 15}) == pytest.approx(1720.0 - 1400.0)
@@ -63,10 +70,7 @@ def test_commands_after_the_first_bucket_leave_a_window_after_they_finished():
 
 
 def test_in_flight_requests_are_waited_for_instead():
-    window, clock = make_window()
-    clock.advance(400)
-    run_batch(window, start=1000.0, costs=[10.0] * 40, operating_before=0.0,
-              reset_at=1600.0)
+    window, clock = after_one_batch()
     ticket = window.acquire({LIST: 1})  # 410 booked
     assert window.delay({LIST: 3}) == pytest.approx(0.05)
     window.release(ticket)
@@ -74,10 +78,7 @@ def test_in_flight_requests_are_waited_for_instead():
 
 
 def test_time_the_last_report_may_already_leave_out_is_not_counted_down():
-    window, clock = make_window()
-    clock.advance(400)
-    run_batch(window, start=1000.0, costs=[10.0] * 40, operating_before=0.0,
-              reset_at=1600.0)
+    window, clock = after_one_batch()
     # A report made at server time 1,560 (no cost of its own): commands that began at
     # 1,000 may be in a bucket that left before it, except the five the server's
     # oldest bucket (leaving at 1,600) is known to hold.

@@ -87,26 +87,20 @@ def _swap(node: Any) -> Any:
     if kind is JsonRows:
         return _Text(node.json)
     if kind is dict:
-        copy = None
-        for key, value in node.items():
-            if type(value) in _CONTAINERS:
-                new = _swap(value)
-                if new is not value:
-                    if copy is None:
-                        copy = dict(node)
-                    copy[key] = new
-        return node if copy is None else copy
-    if kind is list:
-        copy_list = None
-        for index, value in enumerate(node):
-            if type(value) in _CONTAINERS:
-                new = _swap(value)
-                if new is not value:
-                    if copy_list is None:
-                        copy_list = list(node)
-                    copy_list[index] = new
-        return node if copy_list is None else copy_list
-    return node
+        items: Any = node.items()
+    elif kind is list:
+        items = enumerate(node)
+    else:
+        return node
+    copy: Any = None
+    for key, value in items:
+        if type(value) in _CONTAINERS:
+            new = _swap(value)
+            if new is not value:
+                if copy is None:
+                    copy = kind(node)
+                copy[key] = new
+    return node if copy is None else copy
 
 
 _CONTAINERS = (dict, list, JsonRows)
