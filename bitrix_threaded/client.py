@@ -90,7 +90,9 @@ class Bitrix:
     Limits: ``request_pool_size`` and ``requests_per_second`` mirror the portal's leaky
     bucket (50 and 2 by default; Enterprise plans: 250 and 5); ``operating_time_limit``
     is the per-method budget of server seconds in a 10-minute window (480), honoured
-    when ``respect_velocity_policy`` is true. ``max_workers`` bounds concurrent
+    when ``respect_velocity_policy`` is true; ``operating_window`` is that window's
+    length (600 s; by default ``operating_time_limit * 1.25``, the standard ratio, so
+    that scaling the limit scales the window too). ``max_workers`` bounds concurrent
     requests; ``batch_size`` (1..50) is the number of commands per batch.
 
     OAuth: either ``token_func`` (a callable returning the access token, called again
@@ -113,6 +115,7 @@ class Bitrix:
         requests_per_second: float = 2.0,
         batch_size: int = MAX_BATCH_SIZE,
         operating_time_limit: float = 480.0,
+        operating_window: Optional[float] = None,
         ssl: Union[bool, str] = True,
         client_id: Optional[str] = None,
         client_secret: Optional[str] = None,
@@ -131,6 +134,7 @@ class Bitrix:
         expect("requests_per_second", requests_per_second, Union[int, float])
         expect("batch_size", batch_size, int)
         expect("operating_time_limit", operating_time_limit, Union[int, float])
+        expect("operating_window", operating_window, Optional[Union[int, float]])
         expect("ssl", ssl, Union[bool, str])
         expect("max_workers", max_workers, Optional[int])
         expect("retry", retry, Optional[RetryPolicy])
@@ -142,6 +146,8 @@ class Bitrix:
             raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}")
         if operating_time_limit <= 0:
             raise ValueError("operating_time_limit must be > 0")
+        if operating_window is not None and operating_window <= 0:
+            raise ValueError("operating_window must be > 0")
         if max_workers is not None and max_workers < 1:
             raise ValueError("max_workers must be >= 1")
 
@@ -169,6 +175,7 @@ class Bitrix:
         self.window = OperatingWindow(
             float(operating_time_limit), clock=clock, enabled=respect_velocity_policy,
             default_block=float(operating_time_limit) / 8,
+            span=None if operating_window is None else float(operating_window),
         )
         self.gate = ConcurrencyGate(workers)
         self._runner = Runner(

@@ -126,7 +126,8 @@ def test_a_method_over_its_operating_limit_waits_while_others_go_on():
     # wait for the window to move on (twice or more) and still return every record.
     with FakePortal(deals=400, leads=100, profile="instant", operating_limit=0.5,
                     operating_window=1.0, time_scale=1.0) as portal, \
-            Bitrix(portal.webhook, verbose=False, operating_time_limit=0.5) as bx:
+            Bitrix(portal.webhook, verbose=False, operating_time_limit=0.5,
+                   operating_window=1.0) as bx:
         for strategy in ("offset", "id_ranges"):
             records = bx.get_all("crm.deal.list", {"select": ["ID"]}, strategy=strategy)
             got = [int(d["ID"]) for d in records]
