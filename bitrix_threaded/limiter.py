@@ -283,10 +283,11 @@ class OperatingWindow:
     A method whose last report is at or above ``limit * (1 - headroom)`` is
     held until its reset deadline; then it is *probing* (one request in
     flight) until a fresh report arrives. Otherwise a request waits while
-    ``operating + (in flight + new commands) * cost estimate`` would cross
-    that threshold: for the reports of earlier requests still in flight, or,
-    with none in flight, until enough of our own spent time has left the
-    server's window for it to fit.
+    ``operating + booked cost of the commands in flight + cost of its own``
+    would cross that threshold: for the reports of earlier requests still in
+    flight, or, with none in flight, until enough of our own spent time has
+    left the server's window for it to fit (when it cannot fit even then, it
+    goes, and the server's next report tells more).
 
     The window is ``span`` seconds of ten minute-buckets; a bucket leaves
     ``span`` after its first call. Each command reported with its server
@@ -302,20 +303,22 @@ class OperatingWindow:
 
     Costs are estimated per *cost class*: the caller may key a request's
     commands by ``(method, class)`` instead of ``method`` (class 0), and
-    report each command with its class. Higher classes are taken to cost
-    more (offset pages: deeper). A class's estimate is the highest cost of
-    its last 50-100 reports; a class never reported is estimated at the
-    nearest reported class above it, or else at the highest cost seen (the
-    method's highest recent cost halves every ``default_block`` seconds).
+    report each command with its class (:func:`cost_class`). Higher classes
+    are taken to cost more (offset pages: deeper). A class's estimate is the
+    highest cost of its last 50-100 reports; a class never reported is
+    placed on the line between the reported classes around it (by the depth
+    of their deepest pages), or estimated at the nearest reported class
+    above it, or else at the highest cost seen (the method's highest recent
+    cost halves every ``default_block`` seconds).
 
     Method names are case-insensitive. Thread-safe; waiting sleeps on the
     clock with the lock released.
     """
 
-    # The estimate is the highest recent cost, halving every ``default_block``
-    # seconds: commands of one method can differ tenfold (deep offset pages), and an
-    # average would let the first wave of requests overshoot the budget. The decay
-    # follows time, not reports, because one batch reply brings fifty of them.
+    # The method-wide estimate is the highest recent cost, halving every
+    # ``default_block`` seconds: commands of one method can differ tenfold (deep offset
+    # pages), and an average would let the first wave of requests overshoot the budget.
+    # The decay follows time, not reports, because one batch reply brings fifty of them.
 
     def __init__(
         self,
