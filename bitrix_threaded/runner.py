@@ -171,14 +171,15 @@ class Runner:
         methods so each command's ``result_time`` is charged to its method, and
         ``classes`` labels to cost classes (see :func:`cost_class`).
         """
-        counts: Mapping[Any, int] = commands or {(method, cost_class(payload)): 1}
+        own_class = cost_class(payload) if labels is None else 0
+        counts: Mapping[Any, int] = commands or {(method, own_class): 1}
         attempt = 0
         limit_attempt = 0
         renewed = False
         while True:
             generation = self.credentials.generation()
             try:
-                reply = self._send_once(method, payload, counts, labels, classes)
+                reply = self._send_once(method, payload, counts, labels, classes, own_class)
             except ExpiredToken:
                 if renewed or not self.credentials.renewable:
                     raise
@@ -229,13 +230,14 @@ class Runner:
         counts: Mapping[Any, int],
         labels: Optional[Mapping[str, str]],
         classes: Optional[Mapping[str, int]],
+        own_class: int,
     ) -> Reply:
         ticket = self.window.acquire(counts)
         try:
             with self.gate:
                 self.bucket.acquire()
                 reply = self.transport.post(method, payload)
-            self._record(method, reply, labels, classes or {}, cost_class(payload))
+            self._record(method, reply, labels, classes or {}, own_class)
             return reply
         finally:
             self.window.release(ticket)
