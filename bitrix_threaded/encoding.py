@@ -34,9 +34,10 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import functools
 import math
 import re
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 from urllib.parse import quote_plus
 
 __all__ = [
@@ -73,6 +74,8 @@ def _path(prefix: str | None, key: str) -> str:
 
 def _key(key: object, prefix: str | None) -> str:
     # bool is an int subclass, but True/False as keys is almost surely a bug.
+    if type(key) is str:
+        return key  # type: ignore[return-value]
     if isinstance(key, str):
         return str.__str__(key)
     if isinstance(key, int) and not isinstance(key, bool):
@@ -88,6 +91,14 @@ def _check_float(value: float, path: str | None) -> float:
 
 
 def _normalize_value(value: Any, path: str | None) -> Any:
+    # Plain str, int, dict and list first: every command of every page goes through here.
+    kind = type(value)
+    if kind is str or kind is int:
+        return value
+    if kind is dict:
+        return _normalize_mapping(value, path)
+    if kind is list:
+        return _normalize_list(value, path)
     if isinstance(value, bool):
         return 1 if value else 0
     if value is None:
@@ -105,17 +116,25 @@ def _normalize_value(value: Any, path: str | None) -> Any:
     if isinstance(value, (datetime.datetime, datetime.date)):
         return value.isoformat()
     if isinstance(value, Mapping):
-        result = {}
-        for raw_key, item in value.items():
-            key = _key(raw_key, path)
-            result[key] = _normalize_value(item, _path(path, key))
-        return result
+        return _normalize_mapping(value, path)
     if isinstance(value, (list, tuple)):
-        return [_normalize_value(v, _path(path, str(i))) for i, v in enumerate(value)]
+        return _normalize_list(value, path)
     raise TypeError(
         f"parameter {path!r} has unsupported type {type(value).__name__}; "
         "use str, int, float, bool, None, Decimal, date/datetime, dict, list or tuple"
     )
+
+
+def _normalize_mapping(value: Mapping[Any, Any], path: str | None) -> dict[str, Any]:
+    result = {}
+    for raw_key, item in value.items():
+        key = _key(raw_key, path)
+        result[key] = _normalize_value(item, _path(path, key))
+    return result
+
+
+def _normalize_list(value: Any, path: str | None) -> list[Any]:
+    return [_normalize_value(v, _path(path, str(i))) for i, v in enumerate(value)]
 
 
 def normalize(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -158,15 +177,15 @@ def _scalar_text(value: Any) -> str:
     return str(value)
 
 
-def _walk(value: Any, path: str | None) -> Iterator[tuple[str, str]]:
+def _flatten(value: Any, path: str | None, out: list[tuple[str, str]]) -> None:
     if isinstance(value, dict):
         for k, v in value.items():
-            yield from _walk(v, _path(path, k))
+            _flatten(v, _path(path, k), out)
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            yield from _walk(v, _path(path, str(i)))
+            _flatten(v, _path(path, str(i)), out)
     elif path is not None:
-        yield path, _scalar_text(value)
+        out.append((path, _scalar_text(value)))
 
 
 def php_pairs(params: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -176,12 +195,16 @@ def php_pairs(params: Mapping[str, Any]) -> list[tuple[str, str]]:
     ``[("filter[>ID]", "5"), ("select[0]", "ID")]``. Empty lists and dicts
     produce no pairs. Errors as in :func:`normalize`.
     """
-    return list(_walk(normalize(params), None))
+    out: list[tuple[str, str]] = []
+    _flatten(normalize(params), None, out)
+    return out
 
 
+@functools.lru_cache(maxsize=4096)
 def _urlencode(text: str) -> str:
     # PHP's urlencode leaves only A-Za-z0-9 and "_.-" alone; Python's
-    # quote_plus also keeps "~", which PHP encodes.
+    # quote_plus also keeps "~", which PHP encodes. Cached: pages of one export
+    # repeat the same keys and most of the values.
     return quote_plus(text, safe="", encoding="utf-8").replace("~", "%7E")
 
 
