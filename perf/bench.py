@@ -216,18 +216,16 @@ def scenarios(quick: bool) -> List[Scenario]:
             f"s2-{profile}", f"2. get_all crm.deal.list, {n_list:,} deals, {profile}",
             n_list, profile, True, fast_list if quick else all_list,
             ceil_model.export_ceiling(n_list, profile, ent), budget[profile]))
-    out.append(Scenario(
-        "s3-update", f"3. call crm.deal.update x {n_ids:,}, light", max(n_list, n_ids),
-        "light", False,
-        [bt("bitrix_threaded", "update", "crm.deal.update"),
-         dataclasses.replace(FB24, job="update", method="crm.deal.update", params=None)],
-        ceil_model.per_record_ceiling(n_ids, "light", std), budget["light"], sample=n_ids))
-    out.append(Scenario(
-        "s4-get", f"4a. get_by_ID crm.deal.get x {n_ids:,}, light", max(n_list, n_ids),
-        "light", False,
-        [bt("bitrix_threaded get_by_ID", "get_by_id", "crm.deal.get"),
-         dataclasses.replace(FB24, job="get_by_id", method="crm.deal.get", params=None)],
-        ceil_model.per_record_ceiling(n_ids, "light", std), budget["light"], sample=n_ids))
+    for key, title, ours, job, method in (
+            ("s3-update", "3. call", "bitrix_threaded", "update", "crm.deal.update"),
+            ("s4-get", "4a. get_by_ID", "bitrix_threaded get_by_ID", "get_by_id",
+             "crm.deal.get")):
+        out.append(Scenario(
+            key, f"{title} {method} x {n_ids:,}, light", max(n_list, n_ids), "light", False,
+            [bt(ours, job, method),
+             dataclasses.replace(FB24, job=job, method=method, params=None)],
+            ceil_model.per_record_ceiling(n_ids, "light", std), budget["light"],
+            sample=n_ids))
     out.append(Scenario(
         "s4-idlist", f"4b. get_all crm.deal.list ids=[{n_ids:,}] (ID list), light",
         max(n_list, n_ids), "light", False,

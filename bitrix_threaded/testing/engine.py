@@ -143,7 +143,7 @@ class RestEngine:
             if fault == _faults.STALL:
                 self._sleep(settings.stall_seconds * settings.time_scale)
 
-        seconds = 0.0
+        seconds = 0.0  # processing still to sleep through (a batch sleeps as it goes)
         method = normalize_method(raw_method)
         if method != "batch" and not self._has_method(method):
             reply = self._error("ERROR_METHOD_NOT_FOUND")
@@ -158,9 +158,7 @@ class RestEngine:
 
         profile = settings.profile
         if profile.sleeps:
-            # A batch has slept through its commands already (see _batch).
-            self._sleep(profile.round_trip * settings.time_scale
-                        + (0.0 if method == "batch" else seconds))
+            self._sleep(profile.round_trip * settings.time_scale + seconds)
         if fault == _faults.DISCONNECT_AFTER:
             self.stats.count("disconnects_after_execution")
             return Reply(0, disconnect=True)
@@ -219,9 +217,8 @@ class RestEngine:
             return outcome
 
         result = run_batch(params, execute)
-        processing = cursor - start
-        body = {"result": result, "time": time_block(start, cursor, processing)}
-        return Reply(200, body), processing
+        body = {"result": result, "time": time_block(start, cursor, cursor - start)}
+        return Reply(200, body), 0.0  # nothing left to sleep: slept command by command
 
     # -- one command --------------------------------------------------------
 

@@ -355,9 +355,6 @@ GENERATORS: Dict[str, Callable[[int, int, int], Dict[str, Any]]] = {
 # the record types legacy CRM lists return whole. Tests hold them equal to
 # ``json.dumps(generator(...))`` for every template.
 
-_JSON = ENCODER
-
-
 def _json_chunks(template: Dict[str, Any], slots: Tuple[str, ...]) -> List[str]:
     """The template's JSON text cut at the values of ``slots`` (in template order).
 
@@ -368,22 +365,22 @@ def _json_chunks(template: Dict[str, Any], slots: Tuple[str, ...]) -> List[str]:
         raise ValueError("slots must be template keys, in template order")
     chunks = [""]
     for position, (key, value) in enumerate(template.items()):
-        chunks[-1] += ("," if position else "{") + _JSON.encode(key) + ":"
+        chunks[-1] += ("," if position else "{") + ENCODER.encode(key) + ":"
         if key in slots:
             chunks.append("")
         else:
-            chunks[-1] += _JSON.encode(value)
+            chunks[-1] += ENCODER.encode(value)
     chunks[-1] += "}"
     return chunks
 
 
 def _quoted(values: Sequence[str]) -> List[str]:
-    return [_JSON.encode(v) for v in values]
+    return [ENCODER.encode(v) for v in values]
 
 
 def _open(values: Sequence[str]) -> List[str]:
     """JSON strings without their closing quote (a suffix follows)."""
-    return [_JSON.encode(v)[:-1] for v in values]
+    return [ENCODER.encode(v)[:-1] for v in values]
 
 
 _INT_J = _quoted(_INT)
