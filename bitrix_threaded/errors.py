@@ -20,7 +20,9 @@
     ├── MethodNotFound              ERROR_METHOD_NOT_FOUND
     ├── NotFound                    NOT_FOUND, legacy "Not found"
     ├── InvalidArgument             ERROR_ARGUMENT, INVALID_ARG_VALUE, ...
-    └── BatchError                  some commands of a multi-command call failed
+    ├── BatchError                  some commands of a multi-command call failed
+    └── Cancelled                   the call was stopped (its token was cancelled)
+        └── ClientClosed            the client was closed before or during the call
 
 Misuse of the library (bad arguments) raises ``TypeError``/``ValueError``,
 never a ``BitrixError``. :func:`error_from_reply` is the one place that turns
@@ -40,6 +42,8 @@ __all__ = [
     "AuthError",
     "BatchError",
     "BitrixError",
+    "Cancelled",
+    "ClientClosed",
     "CommandFailure",
     "ConnectionFailed",
     "ExpiredToken",
@@ -236,6 +240,27 @@ class NotFound(BitrixError):
 
 class InvalidArgument(BitrixError):
     """The portal rejected a parameter (ERROR_ARGUMENT and relatives)."""
+
+
+class Cancelled(BitrixError):
+    """The call was stopped before it finished: nothing more is sent for it.
+
+    Commands that never left the process were not executed; those on the wire
+    when it stopped may have been (see :class:`BatchError`, which reports both
+    when a multi-command call is stopped part-way).
+    """
+
+    def __init__(self, description: str = "the call was cancelled", *,
+                 method: str | None = None, code: str = "CANCELLED") -> None:
+        super().__init__(code, description, method=method)
+
+
+class ClientClosed(Cancelled):
+    """The client was closed: it sends nothing more and refuses new calls."""
+
+    def __init__(self, description: str = "the client is closed", *,
+                 method: str | None = None, code: str = "CLIENT_CLOSED") -> None:
+        super().__init__(description, method=method, code=code)
 
 
 @dataclass(frozen=True)
