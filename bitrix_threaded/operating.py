@@ -18,7 +18,7 @@ from . import _checks
 from .cancel import CancelToken
 from .clock import SYSTEM_CLOCK, Clock, wait_on
 from .limiter_store import NEVER, MemoryWindowStore, MethodState, WindowStore
-from .protocol import class_depth
+from .paging import class_depth
 
 __all__ = ["BUDGET", "RESET", "OperatingWindow", "WindowTicket"]
 
@@ -145,6 +145,11 @@ class OperatingWindow:
     @property
     def limit(self) -> float:
         return self._limit
+
+    @property
+    def span(self) -> float:
+        """The window's length in seconds (ten minute-buckets)."""
+        return self._span
 
     @property
     def threshold(self) -> float:
