@@ -205,10 +205,8 @@ class Runner:
                     self.gate.penalize()
                 elif isinstance(err, OperationTimeLimit):
                     # A batch is never charged itself: hold back the methods it carries,
-                    # until the reset the server gave, or else for a whole window.
+                    # until the reset the server gave (else the window decides).
                     reset_in = self._reset_in(err)
-                    if reset_in is None:
-                        reset_in = self.window.span
                     for blocked in {k[0] if isinstance(k, tuple) else k for k in counts}:
                         self.window.block(blocked, reset_in)
                 retry = retry.increment(err, write=write)
