@@ -56,7 +56,8 @@ def by_close(name: str, scale: float, after: float) -> dict:
         closed = portal.stats()["requests"]
         thread.join()
         time.sleep(0.5)
-        return {"call": name, "stop": "close()", "seconds_to_stop": round(box["ended"] - stopped, 2),
+        return {"call": name, "stop": "close()",
+                "seconds_to_stop": round(box["ended"] - stopped, 2),
                 "close_seconds": round(time.monotonic() - stopped - 0.5, 2),
                 "requests_during_stop": closed - at_stop,
                 "requests_after_close": portal.stats()["requests"] - closed,
