@@ -197,3 +197,24 @@ def test_ctrl_c_stops_the_call_in_the_main_thread(name):
             assert portal.count("deal") == 3000 + len(report.results)
         bx.close()
         assert workers_alive() == []
+
+
+def test_writes_on_the_wire_when_stopped_are_reported_ambiguous():
+    # Every request stalls (half a second here) before it runs: at close() the batches
+    # on the wire outlast the client's grace, so their commands are ambiguous.
+    with portal_with(fault_rate=1.0, fault_kinds=("stall",), stall_seconds=2.0) as portal:
+        bx = client(portal)
+        bx._runner.stop_grace = 0.05
+        items = [{"fields": {"TITLE": f"deal {i}"}} for i in range(500)]
+        thread, box = run_in_thread(lambda: bx.call("crm.deal.add", items))
+        started(portal, 1)
+        bx.close()
+        thread.join(5.0)
+        assert not thread.is_alive()
+        error = box.get("error")
+        assert isinstance(error, BatchError), box
+        assert error.ambiguous and error.not_executed
+        assert all(f.executed is None for f in error.ambiguous)
+        assert len(error.results) + len(error.ambiguous) + len(error.not_executed) == 500
+        # The stalled batches ran after all; the unsent ones did not.
+        assert portal.count("deal") == len(error.results) + len(error.ambiguous)
