@@ -15,10 +15,15 @@ from typing import Mapping, Optional
 from .limiter_store import MethodState
 from .paging import class_depth
 
-__all__ = ["estimate_cost", "learn_cost"]
+__all__ = ["estimate_cost", "learn_cost", "margin"]
 
 #: Reports per generation of a cost class's running maximum.
 CLASS_GENERATION = 50
+#: Weight of one report in the running spread (an exponential average).
+SPREAD_WEIGHT = 0.05
+#: The margin is this many spreads, at most :data:`MAX_MARGIN` of the estimate.
+SPREAD_MARGINS = 3.0
+MAX_MARGIN = 0.5
 
 
 def learn_cost(state: MethodState, cost: float, cost_class: int, now: float,
@@ -32,6 +37,12 @@ def learn_cost(state: MethodState, cost: float, cost_class: int, now: float,
         state.cost = max(cost, known * 0.5 ** (age / max(half_life, 1e-9)))
     state.cost_at = now
     recent = state.class_costs.setdefault(cost_class, [0.0, 0.0, 0])
+    estimate = max(recent[0], recent[1])
+    if estimate > 0:
+        # How far costs run above what was expected of them: the margin to keep,
+        # learned from their spread rather than taken from their last value.
+        surprise = max(0.0, cost / estimate - 1.0)
+        state.spread += SPREAD_WEIGHT * (surprise - state.spread)
     if recent[2] >= CLASS_GENERATION:
         recent[:] = [0.0, recent[0], 0]
     recent[0] = max(recent[0], cost)
@@ -43,7 +54,7 @@ def estimate_cost(state: MethodState, classes: Mapping[int, int]) -> Optional[fl
 
     A class never reported is placed on the line between the reported classes around
     it (by the depth of their deepest pages), or estimated at the nearest reported
-    class above it, or else at the highest cost seen.
+    class above it, or else at the highest cost seen. Then :func:`margin` is added.
     """
     if state.cost is None:
         return None
@@ -71,4 +82,9 @@ def estimate_cost(state: MethodState, classes: Mapping[int, int]) -> Optional[fl
         depth, d_low, d_high = (class_depth(c) for c in (cost_class, lower, upper))
         share = (depth - d_low) / (d_high - d_low)
         total += n * min(high, max(low, low + (high - low) * share))
-    return total
+    return total * (1.0 + margin(state))
+
+
+def margin(state: MethodState) -> float:
+    """The share added to estimates for the spread of this method's costs."""
+    return min(MAX_MARGIN, SPREAD_MARGINS * state.spread)
