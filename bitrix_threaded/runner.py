@@ -28,6 +28,7 @@ runs its batches inline instead of queueing them, so nesting cannot deadlock.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -77,6 +78,7 @@ VISIBLE_BUCKET_WAIT = 3.0
 BUCKET_WAIT = "waiting for the request-rate limit"
 
 _NEVER_CANCELLED = CancelToken()
+_POOLS = itertools.count(1)
 
 
 @dataclass
@@ -119,6 +121,8 @@ class Runner:
         self._executor_lock = threading.Lock()
         self._local = threading.local()
         self._closed = False
+        # Threads named after this runner's pool, so close() can find them all.
+        self._thread_prefix = f"bitrix_threaded-{next(_POOLS)}"
 
     # -- pool ---------------------------------------------------------------------------
     def _pool(self) -> ThreadPoolExecutor:
@@ -128,7 +132,7 @@ class Runner:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(
                     max_workers=self.max_workers,
-                    thread_name_prefix="bitrix_threaded",
+                    thread_name_prefix=self._thread_prefix,
                     initializer=self._mark_worker,
                 )
             return self._executor
@@ -159,8 +163,18 @@ class Runner:
         with self._executor_lock:
             self._closed = True
             executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=not self.in_worker, cancel_futures=True)
+        if executor is None:
+            return
+        executor.shutdown(wait=not self.in_worker, cancel_futures=True)
+        if self.in_worker:
+            return
+        # A KeyboardInterrupt can land inside submit() after a worker started but
+        # before the pool recorded it; that idle worker ends on the pool's shutdown
+        # too, so wait for it as well.
+        prefix = self._thread_prefix + "_"
+        for thread in threading.enumerate():
+            if thread.name.startswith(prefix) and thread is not threading.current_thread():
+                thread.join()
 
     # -- one request -----------------------------------------------------------------------
     def request(
