@@ -45,9 +45,11 @@ def main() -> None:
     parser.add_argument("--time-scale", type=float, action="append")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--deals", type=int, default=50_000)
+    parser.add_argument("--first-seed", type=int, default=1)
     options = parser.parse_args()
     for scale in options.time_scale or [0.1, 0.02]:
-        results = [run(scale, options.deals, seed) for seed in range(1, options.runs + 1)]
+        seeds = range(options.first_seed, options.first_seed + options.runs)
+        results = [run(scale, options.deals, seed) for seed in seeds]
         for result in results:
             print(json.dumps(result), flush=True)
         print(json.dumps({"time_scale": scale,
