@@ -177,7 +177,8 @@ class Bitrix:
         span = float(operating_window) if operating_window is not None else \
             float(operating_time_limit) * 1.25
         self._bars: List[tqdm] = []
-        self._bars_lock = threading.Lock()
+        self._bars_lock = threading.Lock()  # guards the bars and the waits announced
+        self._announced: Dict[Tuple[str, str], float] = {}
         self.window = OperatingWindow(
             float(operating_time_limit), clock=clock, enabled=respect_velocity_policy,
             default_block=span, cost_half_life=span / 10, span=span,
@@ -263,12 +264,20 @@ class Bitrix:
             token.detach()
 
     def _announce_wait(self, method: str, reason: str, seconds: float) -> None:
-        """A long wait is visible: an INFO line, and the progress bars say why."""
+        """A long wait is visible: an INFO line, and the progress bars say why.
+
+        Many threads wait together (a held method, a slowed bucket): a wait is told
+        once, not again until it is over or a longer one begins.
+        """
+        now = self._runner.clock.monotonic()
+        with self._bars_lock:
+            if now + seconds <= self._announced.get((method, reason), -1.0):
+                return
+            self._announced[(method, reason)] = now + seconds
+            bars = list(self._bars)
         whole = int(round(seconds))
         shown = f"{whole // 60:02d}:{whole % 60:02d}"
         log.info("%s: %s (%s)", method, reason, shown)
-        with self._bars_lock:
-            bars = list(self._bars)
         for bar in bars:
             bar.set_postfix_str(f"{reason} ({shown})", refresh=True)
 

@@ -191,3 +191,14 @@ def test_a_long_hold_shows_on_the_progress_bar(mock):
         bx._bars.append(Bar())
         bx._announce_wait("crm.deal.list", "waiting for operating-time reset", 61.0)
     assert seen == ["waiting for operating-time reset (01:01)"]
+
+
+def test_a_wait_shared_by_many_threads_is_told_once(caplog):
+    clock = ManualClock()
+    with Bitrix(WEBHOOK, verbose=False, clock=clock) as bx:
+        with caplog.at_level(logging.INFO, logger="bitrix_threaded"):
+            for _ in range(5):
+                bx._announce_wait("crm.deal.list", "waiting for operating-time reset", 60.0)
+            clock.advance(61.0)
+            bx._announce_wait("crm.deal.list", "waiting for operating-time reset", 30.0)
+    assert len([r for r in caplog.records if r.levelno == logging.INFO]) == 2
