@@ -80,6 +80,8 @@ class Step:
 def _transient(failure: CommandFailure) -> bool:
     """Safe to ask again: the page was not produced for a passing reason."""
     err = failure.error
+    if isinstance(err, TransportError) and not err.retryable:
+        return False
     return failure.code == "NOT_EXECUTED" or isinstance(
         err, (OperationTimeLimit, QueryLimitExceeded, OverloadLimit, ServerError, TransportError)
     )

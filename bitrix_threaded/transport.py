@@ -1,10 +1,26 @@
 """HTTP transport: one ``requests.Session`` per thread, JSON POSTs, and error mapping.
 
-This is the only module that talks to ``requests``; every exception it can raise is
-caught here and turned into a :class:`~bitrix_threaded.errors.BitrixError` whose text
-has been passed through the credentials' redaction (request URLs carry the webhook
-token, bodies carry OAuth tokens). Foreign exceptions are not chained (``from None``)
-because their messages contain those URLs.
+This is the only module that talks to ``requests``. What it guarantees at the edge:
+
+* Credentials go to the configured portal only. Redirects are never followed
+  silently: a 3xx to any other place raises :class:`~bitrix_threaded.errors.PortalMoved`
+  (its ``location`` redacted). The one redirect followed is a same-host upgrade from
+  ``http://`` to ``https://`` of the same path, once per request: it only moves the
+  request onto TLS.
+* TLS verification is the caller's choice, passed with every request, so
+  ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` in the environment cannot override
+  ``ssl=False`` or a CA bundle path (with ``ssl=True`` requests' usual environment
+  bundle still applies). A certificate that does not verify raises
+  :class:`~bitrix_threaded.errors.CertificateFailed`, never retried.
+* Every reply is read under an overall deadline (``deadline`` seconds from the send;
+  ``timeout`` alone bounds each socket read, so a server dripping a byte at a time
+  would never time out) and a cap on its decoded size (``max_reply_bytes``), checked
+  while gzip/deflate bodies are inflated, so a compression bomb is stopped early.
+* Every exception is caught here and turned into a
+  :class:`~bitrix_threaded.errors.BitrixError` whose text has passed through the
+  credentials' redaction. Errors are raised outside the ``except`` block, so neither
+  ``__cause__`` nor ``__context__`` holds a foreign exception (whose text carries the
+  request URL, and with it the webhook secret).
 
 Thread safety: :class:`Transport` is shared by all threads; each thread lazily gets its
 own session (``threading.local``), so no session is ever used by two threads at once.
@@ -13,12 +29,18 @@ own session (``threading.local``), so no session is ever used by two threads at 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import math
+import socket
+import ssl
 import threading
 import time
+import zlib
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
@@ -28,9 +50,12 @@ from ._version import __version__
 from .auth import Credentials
 from .errors import (
     BitrixError,
+    CertificateFailed,
     ConnectionFailed,
     InvalidResponse,
+    PortalMoved,
     RequestTimeout,
+    ServerError,
     TransportError,
     error_from_reply,
 )
@@ -38,7 +63,25 @@ from .errors import (
 log = logging.getLogger("bitrix_threaded")
 
 Timeout = Union[float, Tuple[float, float]]
+DEFAULT_TIMEOUT: Tuple[float, float] = (10.0, 120.0)
+#: The largest decoded reply accepted. A batch of 50 full list pages of wide CRM
+#: records is a few MB; 64 MiB leaves a wide margin and still bounds memory.
+DEFAULT_MAX_REPLY_BYTES = 64 * 1024 * 1024
 _SNIPPET = 200
+# Bytes asked of the socket per read: large enough that a 2 MB batch reply takes a few
+# dozen reads, small enough that the deadline is checked often on a slow reply.
+_READ_SIZE = 256 * 1024
+# The most bytes inflated from one piece of compressed input at a time.
+_INFLATE_STEP = 1024 * 1024
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def default_deadline(timeout: Timeout) -> float:
+    """The overall deadline used when none is given: connect + twice the read timeout."""
+    if isinstance(timeout, tuple):
+        connect, read = timeout
+        return float(connect) + 2.0 * float(read)
+    return 3.0 * float(timeout)
 
 
 @dataclass(frozen=True)
@@ -55,29 +98,110 @@ def _json_dumps(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+def _host_port(url: str) -> Tuple[str, int]:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
+    return host, port
+
+
+def _is_upgrade(source: str, target: str) -> bool:
+    """True for http://host/path -> https://host/path (the port may change)."""
+    old, new = urlsplit(source), urlsplit(target)
+    return (
+        old.scheme == "http"
+        and new.scheme == "https"
+        and bool(old.hostname)
+        and old.hostname == new.hostname
+        and old.path == new.path
+        and old.query == new.query
+        and not new.username
+        and not new.password
+    )
+
+
+class _TooLarge(Exception):
+    """Inflating went past the size cap."""
+
+
+class _Inflater:
+    """Decodes one ``Content-Encoding`` (gzip or deflate) into a size-capped buffer."""
+
+    def __init__(self, encoding: str):
+        self.encoding = encoding
+        self._gzip = encoding in ("gzip", "x-gzip")
+        self._zlib = self._fresh()
+        self._started = False
+
+    def _fresh(self) -> "zlib._Decompress":
+        return zlib.decompressobj(16 + zlib.MAX_WBITS if self._gzip else zlib.MAX_WBITS)
+
+    def feed(self, data: bytes, out: bytearray, limit: int) -> None:
+        """Inflate ``data`` into ``out``; stop (_TooLarge) once ``out`` passes ``limit``."""
+        while data:
+            room = min(limit - len(out) + 1, _INFLATE_STEP)
+            try:
+                piece = self._zlib.decompress(data, room)
+            except zlib.error:
+                if self._gzip or self._started:
+                    raise
+                # "deflate" is sent both zlib-wrapped and raw; try raw.
+                self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+                self._started = True
+                continue
+            self._started = True
+            out += piece
+            if len(out) > limit:
+                raise _TooLarge()
+            data = self._zlib.unconsumed_tail
+            if self._zlib.eof:
+                # gzip allows several members one after another.
+                data = self._zlib.unused_data if self._gzip else b""
+                if data:
+                    self._zlib = self._fresh()
+
+    def finish(self, out: bytearray, limit: int) -> None:
+        out += self._zlib.flush()
+        if len(out) > limit:
+            raise _TooLarge()
+
+
 class Transport:
     """Posts JSON to the portal and returns decoded envelopes or raises BitrixError.
 
-    ``verify`` is passed to requests (``True``, ``False`` or a CA bundle path);
-    ``timeout`` is seconds, or a ``(connect, read)`` pair.
+    ``verify`` is ``True``, ``False`` or a CA bundle path, sent with every request;
+    ``timeout`` is seconds per connect and per socket read, or a ``(connect, read)``
+    pair; ``deadline`` bounds a whole request, reply body included (default:
+    :func:`default_deadline`); ``max_reply_bytes`` caps a reply's decoded size.
+    Arguments are validated by the client; the transport trusts them.
     """
 
     def __init__(
         self,
         credentials: Credentials,
         *,
-        timeout: Timeout = (10.0, 120.0),
+        timeout: Timeout = DEFAULT_TIMEOUT,
         verify: Union[bool, str] = True,
         pool_size: int = 2,
+        deadline: Optional[float] = None,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
     ):
         self.credentials = credentials
         self.timeout = timeout
         self.verify = verify
+        self.deadline = float(deadline) if deadline is not None else default_deadline(timeout)
+        self.max_reply_bytes = max_reply_bytes
         self._pool_size = pool_size
         self._local = threading.local()
         self._sessions: List[requests.Session] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._warned_upgrade = False
 
     # -- sessions ---------------------------------------------------------------------
     def _session(self) -> requests.Session:
@@ -92,7 +216,9 @@ class Transport:
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             session.headers["User-Agent"] = f"bitrix_threaded/{__version__}"
-            session.verify = self.verify
+            # Only encodings this module inflates itself, under the size cap.
+            session.headers["Accept-Encoding"] = "gzip, deflate"
+            session.max_redirects = 0
             with self._lock:
                 if self._closed:
                     session.close()
@@ -118,105 +244,332 @@ class Transport:
         """POST ``payload`` as JSON to ``method`` (authenticated) and return the envelope.
 
         Raises a BitrixError subclass: the portal's own error (``error_from_reply``),
-        :class:`InvalidResponse` for a reply that is not a JSON envelope, or a
-        :class:`TransportError` when no reply arrived.
+        :class:`ServerError` for a 5xx without an envelope, :class:`InvalidResponse`
+        for any other reply that is not a JSON envelope or is too large,
+        :class:`PortalMoved` for a redirect, or a :class:`TransportError` when no
+        reply arrived in time.
         """
         body: Dict[str, Any] = dict(payload or {})
         body.update(self.credentials.auth_params())
         data = _json_dumps(body)
         url = self.credentials.method_url(method)
         started = time.monotonic()
-        try:
-            # Streamed, then read in one call: requests' .content would gather a
-            # 1-2 MB batch reply in 10 KB pieces, at twice the CPU.
-            response = self._session().post(
-                url,
+
+        def send(session: requests.Session, target: str) -> requests.Response:
+            return session.post(
+                target,
                 data=data,
                 headers={"Content-Type": "application/json; charset=utf-8"},
                 timeout=self.timeout,
+                verify=self.verify,
                 stream=True,
+                allow_redirects=False,
             )
-            try:
-                body = response.raw.read(decode_content=True)
-            finally:
-                response.close()
-        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-            raise self._map_exception(exc, method) from None
+
+        status, raw = self._exchange(send, url, method, started, follow_upgrade=True)
         elapsed = time.monotonic() - started
-        return self._decode(response.status_code, body, method, elapsed)
+        return self._decode(status, raw, method, elapsed)
 
     def get_json(self, url: str, params: Mapping[str, str]) -> Dict[str, Any]:
-        """GET an absolute URL (the OAuth token endpoint) and return its JSON object."""
-        try:
-            response = self._session().get(url, params=dict(params), timeout=self.timeout)
-            body = response.content
-        except requests.RequestException as exc:
-            raise self._map_exception(exc, "oauth.token") from None
-        return self._decode(response.status_code, body, "oauth.token", 0.0).data
+        """GET an absolute URL (the OAuth token endpoint) and return its JSON object.
 
-    def _decode(self, status: int, raw: bytes, method: str, elapsed: float) -> Reply:
+        The query carries the client secret and refresh token, so no redirect of
+        any kind is followed.
+        """
+        query = dict(params)
+
+        def send(session: requests.Session, target: str) -> requests.Response:
+            return session.get(
+                target,
+                params=query,
+                timeout=self.timeout,
+                verify=self.verify,
+                stream=True,
+                allow_redirects=False,
+            )
+
+        status, raw = self._exchange(send, url, "oauth.token", time.monotonic(),
+                                     follow_upgrade=False)
+        return self._decode(status, raw, "oauth.token", 0.0).data
+
+    def _exchange(
+        self,
+        send: Callable[[requests.Session, str], requests.Response],
+        url: str,
+        method: str,
+        started: float,
+        *,
+        follow_upgrade: bool,
+    ) -> Tuple[int, bytearray]:
+        """Send, handle a redirect, read the body under the deadline and size cap."""
+        failure: Optional[BitrixError] = None
+        target = url
+        try:
+            session = self._session()
+            response = send(session, target)
+            try:
+                if response.status_code in _REDIRECTS:
+                    location = response.headers.get("Location", "")
+                    moved_to = urljoin(target, location) if location else ""
+                    if not (follow_upgrade and moved_to and _is_upgrade(target, moved_to)):
+                        failure = self._moved(response.status_code, moved_to, method)
+                    else:
+                        self._note_upgrade()
+                        response.close()
+                        target = moved_to
+                        response = send(session, target)
+                        if response.status_code in _REDIRECTS:
+                            again = response.headers.get("Location", "")
+                            failure = self._moved(
+                                response.status_code,
+                                urljoin(target, again) if again else "", method)
+                if failure is None:
+                    raw = self._read_body(response, method, started + self.deadline)
+                    status = response.status_code
+            finally:
+                response.close()
+        except BitrixError as err:
+            failure = err
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            failure = self._map_exception(exc, method, target)
+        if failure is not None:
+            # Outside the handler: the foreign exception must not become __context__.
+            raise self._scrub(failure)
+        return status, raw
+
+    def _note_upgrade(self) -> None:
+        if not self._warned_upgrade:
+            self._warned_upgrade = True
+            log.warning(
+                "the portal redirects http:// to https://; configure the https:// address "
+                "so that requests go over TLS from the start"
+            )
+
+    def _moved(self, status: int, location: str, method: str) -> PortalMoved:
+        shown = self.credentials.redact(location)
+        if shown:
+            description = (f"the portal redirects to {shown}; credentials are only sent to "
+                           "the configured portal: update the webhook or endpoint")
+        else:
+            description = "the portal answered with a redirect that names no location"
+        return PortalMoved("PORTAL_MOVED", description, status=status, method=method,
+                           location=shown)
+
+    def _read_body(self, response: requests.Response, method: str,
+                   deadline_at: float) -> bytearray:
+        """The decoded body, read a piece at a time under the deadline and size cap."""
+        limit = self.max_reply_bytes
+        status = response.status_code
+        headers = response.headers
+        length = headers.get("Content-Length", "")
+        if length.strip().isdigit() and int(length) > limit:
+            raise self._too_large(status, method, f"declares {int(length)} bytes")
+        encoding = headers.get("Content-Encoding", "").strip().lower()
+        inflater: Optional[_Inflater] = None
+        if encoding in ("gzip", "x-gzip", "deflate"):
+            inflater = _Inflater(encoding)
+        elif encoding not in ("", "identity"):
+            raise InvalidResponse(
+                "INVALID_RESPONSE",
+                f"the reply uses the content encoding {encoding[:40]!r}, which was not asked for",
+                status=status, method=method)
+        raw = response.raw
+        # read1 returns as soon as some bytes arrive, so the deadline is checked between
+        # reads even when the server sends one byte at a time (urllib3 >= 2.1).
+        read = getattr(raw, "read1", None) or raw.read
+        out = bytearray()
+        received = 0
+        try:
+            while True:
+                if time.monotonic() > deadline_at:
+                    raise self._deadline(method)
+                chunk = read(_READ_SIZE, decode_content=False)
+                if not chunk:
+                    break
+                received += len(chunk)
+                if received > limit:
+                    raise self._too_large(status, method, f"is over {limit} bytes")
+                if inflater is None:
+                    out += chunk
+                else:
+                    inflater.feed(chunk, out, limit)
+            if inflater is not None:
+                inflater.finish(out, limit)
+        except _TooLarge:
+            raise self._too_large(status, method, f"inflates to over {limit} bytes") from None
+        except zlib.error:
+            raise InvalidResponse(
+                "INVALID_RESPONSE", f"the reply's {encoding} body is corrupt",
+                status=status, method=method) from None
+        if time.monotonic() > deadline_at:
+            raise self._deadline(method)
+        return out
+
+    def _deadline(self, method: str) -> RequestTimeout:
+        return RequestTimeout(
+            "DEADLINE_EXCEEDED",
+            f"no complete reply within the request's deadline of {self.deadline:g} s",
+            method=method, executed=None)
+
+    def _too_large(self, status: int, method: str, what: str) -> InvalidResponse:
+        return InvalidResponse(
+            "REPLY_TOO_LARGE",
+            f"the reply {what}, past the cap of {self.max_reply_bytes} bytes "
+            "(max_reply_bytes)",
+            status=status, method=method)
+
+    def _decode(self, status: int, raw: bytearray, method: str, elapsed: float) -> Reply:
+        data: Any = None
+        parsed = True
         try:
             data = json.loads(raw)
         except ValueError:
-            snippet = self.credentials.redact(raw[:_SNIPPET].decode("utf-8", "replace"))
-            raise InvalidResponse(
-                "INVALID_RESPONSE",
-                f"the portal replied with HTTP {status} and a body that is not JSON",
-                status=status,
-                method=method,
-                snippet=snippet,
-            ) from None
+            parsed = False
+        if not parsed:
+            snippet = self.credentials.redact(bytes(raw[:_SNIPPET]).decode("utf-8", "replace"))
+            if status >= 500:
+                # A gateway's HTML error page: the portal failed, not the protocol.
+                err: BitrixError = ServerError(
+                    f"HTTP_{status}",
+                    f"the portal replied with HTTP {status} and a body that is not JSON",
+                    status=status, method=method, extra={"snippet": snippet})
+            else:
+                err = InvalidResponse(
+                    "INVALID_RESPONSE",
+                    f"the portal replied with HTTP {status} and a body that is not JSON",
+                    status=status, method=method, snippet=snippet)
+            raise self._scrub(err)
         if isinstance(data, dict) and "error" in data:
             raise self._scrub(error_from_reply(status, data, method))
         if status >= 400 or not isinstance(data, dict):
-            err = error_from_reply(status, data, method)
-            raise self._scrub(err)
+            raise self._scrub(error_from_reply(status, data, method))
         log.debug("%s: HTTP %s, %d bytes, %.3f s", method, status, len(raw), elapsed)
         return Reply(status=status, data=data, elapsed=elapsed, size=len(raw))
 
     def _scrub(self, err: BitrixError) -> BitrixError:
-        redacted = self.credentials.redact(err.description)
-        if redacted != err.description:
-            err.description = redacted
+        """``err`` with every secret masked in each text it carries."""
+        redact = self.credentials.redact
+        description = redact(err.description)
+        if description != err.description:
+            err.description = description
             err.args = (str(err),)
+        if err.extra:
+            err.extra = _redact_value(err.extra, redact)
+        snippet = getattr(err, "snippet", None)
+        if isinstance(snippet, str) and "snippet" in vars(err):
+            err.snippet = redact(snippet)  # type: ignore[attr-defined]
+        if isinstance(err, PortalMoved):
+            err.location = redact(err.location)
         return err
 
-    def _map_exception(self, exc: Exception, method: str) -> TransportError:
-        detail = self.credentials.redact(f"{type(exc).__name__}: {exc}")
-        if len(detail) > 300:
-            detail = detail[:300] + "..."
-        if isinstance(exc, requests.exceptions.ConnectTimeout):
+    # -- foreign exceptions -------------------------------------------------------------
+    def _map_exception(self, exc: BaseException, method: str, url: str) -> TransportError:
+        host, port = _host_port(url)
+        chain = _chain(exc)
+        verify = _first(chain, ssl.SSLCertVerificationError)
+        if verify is not None or any(type(e).__name__ == "CertificateError" for e in chain):
+            reason = getattr(verify, "verify_message", "") or _short(
+                verify or next(e for e in chain if type(e).__name__ == "CertificateError"))
+            return CertificateFailed(
+                "CERTIFICATE_VERIFY_FAILED",
+                self.credentials.redact(
+                    f"the certificate of {host}:{port} did not verify: {reason}"),
+                method=method, executed=False, retryable=False)
+        resolve = _first(chain, socket.gaierror)
+        if resolve is not None or any(type(e).__name__ == "NameResolutionError" for e in chain):
+            # EAI_AGAIN is the resolver saying "try again later"; any other answer
+            # (no such name) will not change within a call.
+            temporary = resolve is not None and resolve.errno == socket.EAI_AGAIN
+            return ConnectionFailed(
+                "NAME_RESOLUTION_FAILED", f"cannot resolve host {host}",
+                method=method, executed=False, retryable=temporary)
+        refused = _first(chain, ConnectionRefusedError)
+        if refused is not None or _has_errno(chain, errno.ECONNREFUSED):
+            # Nothing listens there: trying again in a few seconds will not change that,
+            # and the caller learns it at once instead of after a minute of backoff.
+            return ConnectionFailed(
+                "CONNECTION_REFUSED", f"cannot connect to {host}:{port}: connection refused",
+                method=method, executed=False, retryable=False)
+        if isinstance(exc, requests.exceptions.ConnectTimeout) or any(
+                type(e).__name__ == "ConnectTimeoutError" for e in chain):
             return RequestTimeout(
-                "CONNECT_TIMEOUT", detail, method=method, executed=False
-            )
-        if isinstance(exc, (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError)):
-            return RequestTimeout("READ_TIMEOUT", detail, method=method, executed=None)
-        if isinstance(exc, requests.exceptions.SSLError):
-            return ConnectionFailed("SSL_ERROR", detail, method=method, executed=False)
+                "CONNECT_TIMEOUT", f"cannot connect to {host}:{port}: no answer in time",
+                method=method, executed=False)
+        if isinstance(exc, (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError)) \
+                or _first(chain, socket.timeout) is not None:
+            return RequestTimeout(
+                "READ_TIMEOUT", f"{host}:{port} sent nothing within the read timeout",
+                method=method, executed=None)
+        if isinstance(exc, requests.exceptions.SSLError) or _first(chain, ssl.SSLError):
+            return ConnectionFailed(
+                "SSL_ERROR",
+                self.credentials.redact(f"TLS with {host}:{port} failed: {_short(exc)}"),
+                method=method, executed=False)
+        if any(type(e).__name__ == "NewConnectionError" for e in chain):
+            return ConnectionFailed(
+                "CONNECT_FAILED",
+                self.credentials.redact(f"cannot connect to {host}:{port}: {_reason(chain)}"),
+                method=method, executed=False)
         if isinstance(exc, (requests.exceptions.ConnectionError,
-                            urllib3.exceptions.ProtocolError)):
-            if _never_connected(exc):
-                return ConnectionFailed(
-                    "CONNECTION_REFUSED", detail, method=method, executed=False
-                )
-            return ConnectionFailed("CONNECTION_LOST", detail, method=method, executed=None)
-        return TransportError("TRANSPORT_ERROR", detail, method=method, executed=None)
+                            urllib3.exceptions.ProtocolError, OSError)):
+            return ConnectionFailed(
+                "CONNECTION_LOST",
+                self.credentials.redact(f"the connection to {host}:{port} was lost: "
+                                        f"{_reason(chain)}"),
+                method=method, executed=None)
+        return TransportError(
+            "TRANSPORT_ERROR", self.credentials.redact(_short(exc)), method=method,
+            executed=None)
 
 
-def _never_connected(exc: BaseException) -> bool:
-    """True when the request certainly never reached the server (connect failed)."""
-    # urllib3 wraps a failed connect in NewConnectionError (refused, DNS failure,
-    # unreachable); a connection dropped mid-request shows up as ProtocolError instead.
+def _chain(exc: BaseException) -> List[BaseException]:
+    """``exc`` and every exception it wraps (reason, args, cause, context)."""
     seen = set()
+    found: List[BaseException] = []
     stack: List[Any] = [exc]
     while stack:
         item = stack.pop()
-        if item is None or id(item) in seen:
+        if not isinstance(item, BaseException) or id(item) in seen:
             continue
         seen.add(id(item))
-        name = type(item).__name__
-        if name in ("NewConnectionError", "NameResolutionError", "ConnectionRefusedError"):
-            return True
+        found.append(item)
         stack.extend([getattr(item, "reason", None), item.__cause__, item.__context__])
         stack.extend(a for a in getattr(item, "args", ()) if isinstance(a, BaseException))
-    return False
+    return found
+
+
+def _first(chain: List[BaseException], kind: type) -> Any:
+    return next((e for e in chain if isinstance(e, kind)), None)
+
+
+def _has_errno(chain: List[BaseException], number: int) -> bool:
+    return any(isinstance(e, OSError) and e.errno == number for e in chain)
+
+
+def _reason(chain: List[BaseException]) -> str:
+    """The innermost OS-level reason, e.g. "Network is unreachable"."""
+    for item in reversed(chain):
+        if isinstance(item, OSError) and item.strerror:
+            return item.strerror
+    return _short(chain[-1]) if chain else "unknown error"
+
+
+def _short(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _redact_value(value: Any, redact: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_value(v, redact) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_redact_value(v, redact) for v in value)
+    return value
+
+
+def is_finite_positive(value: Any) -> bool:
+    """True for an int or float (not bool) that is finite and > 0."""
+    return (not isinstance(value, bool) and isinstance(value, (int, float))
+            and math.isfinite(value) and value > 0)
