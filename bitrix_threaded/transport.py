@@ -218,7 +218,6 @@ class Transport:
             session.headers["User-Agent"] = f"bitrix_threaded/{__version__}"
             # Only encodings this module inflates itself, under the size cap.
             session.headers["Accept-Encoding"] = "gzip, deflate"
-            session.max_redirects = 0
             with self._lock:
                 if self._closed:
                     session.close()
