@@ -76,21 +76,25 @@ def find_records(result: Any) -> Optional[List[Any]]:
 
 
 def _not_a_page(method: str, page: str, result: Any, key: Optional[str]) -> Exception:
-    from .errors import InvalidResponse, reply_snippet
+    from .errors import InvalidResponse
 
+    # Only the shape is described: the values may echo a request URL, and with it a
+    # secret, and nothing here knows the credentials to mask them.
     if isinstance(result, dict):
-        keys = ", ".join(repr(k) for k in list(result)[:10]) or "no keys"
-        found = f"an object with {keys}"
+        names = [str(k)[:40] for k in list(result)[:10]]
+        found = "an object with " + (", ".join(repr(k) for k in names) or "no keys")
     elif result is None:
         found = "null"
+    elif isinstance(result, str):
+        found = f"a str of {len(result)} characters"
     else:
-        found = f"a {type(result).__name__} ({reply_snippet(result)[:60]!r})"
+        found = f"a {type(result).__name__}"
     where = f"key {key!r} of " if key not in (None, "?") else ""
     expected = f"a list of records in {where}its result" if where else "a list of records"
     return InvalidResponse(
         "INVALID_RESPONSE",
         f"{method}: page {page or '(unnamed)'} is not {expected}: found {found}",
-        method=method, snippet=reply_snippet(result))
+        method=method)
 
 
 def _legacy(entity: str) -> ListMethod:
