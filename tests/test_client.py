@@ -19,7 +19,6 @@ from bitrix_threaded import (
     Bitrix,
     BitrixWarning,
     ConnectionFailed,
-    InvalidResponse,
     ManualClock,
     MethodNotFound,
     OperationTimeLimit,

@@ -13,7 +13,7 @@ import socket
 import time
 import tracemalloc
 import zlib
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import Any, Callable, Dict
 from urllib.parse import quote
 
 import pytest
