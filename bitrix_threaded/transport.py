@@ -500,10 +500,12 @@ class Transport:
                 "READ_TIMEOUT", f"{host}:{port} sent nothing within the read timeout",
                 method=method, executed=None)
         if isinstance(exc, requests.exceptions.SSLError) or _first(chain, ssl.SSLError):
+            # Unlike a failed verification, a TLS error may come after the request
+            # was sent (while the reply is read): its fate is unknown.
             return ConnectionFailed(
                 "SSL_ERROR",
-                self.credentials.redact(f"TLS with {host}:{port} failed: {_short(exc)}"),
-                method=method, executed=False)
+                self.credentials.redact(f"TLS with {host}:{port} failed: {_reason(chain)}"),
+                method=method, executed=None)
         if any(type(e).__name__ == "NewConnectionError" for e in chain):
             return ConnectionFailed(
                 "CONNECT_FAILED",
