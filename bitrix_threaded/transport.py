@@ -46,6 +46,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from . import jsoncodec
 from ._version import __version__
 from .auth import Credentials
 from .errors import (
@@ -421,7 +422,7 @@ class Transport:
         data: Any = None
         parsed = True
         try:
-            data = json.loads(raw)
+            data = jsoncodec.decode(raw)
         except ValueError:
             parsed = False
         if not parsed:
