@@ -458,3 +458,10 @@ def test_an_empty_list_is_an_empty_page():
         with client(portal.url) as bx:
             assert bx.get_all("crm.deal.list") == []
             assert bx.get_all("foo.bar.list") == []
+
+
+def test_the_retry_policy_gives_up_on_what_the_edge_marks_not_retryable():
+    refused = ConnectionFailed("CONNECTION_REFUSED", executed=False, retryable=False)
+    assert RetryPolicy().decide(refused, attempt=0, write=False).retry is False
+    dropped = ConnectionFailed("CONNECTION_LOST", executed=None)
+    assert RetryPolicy().decide(dropped, attempt=0, write=False).retry is True
