@@ -15,7 +15,10 @@ This is the only module that talks to ``requests``. What it guarantees at the ed
 * Every reply is read under an overall deadline (``deadline`` seconds from the send;
   ``timeout`` alone bounds each socket read, so a server dripping a byte at a time
   would never time out) and a cap on its decoded size (``max_reply_bytes``), checked
-  while gzip/deflate bodies are inflated, so a compression bomb is stopped early.
+  while gzip/deflate bodies are inflated, so a compression bomb is stopped early. The
+  body is read piece by piece with the clock checked in between; the status line and
+  headers, read inside ``http.client``, are guarded by the
+  :mod:`~bitrix_threaded.watchdog`.
 * Every exception is caught here and turned into a
   :class:`~bitrix_threaded.errors.BitrixError` whose text has passed through the
   credentials' redaction. Errors are raised outside the ``except`` block, so neither
@@ -44,6 +47,8 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
+import urllib3.connection
+import urllib3.connectionpool
 from requests.adapters import HTTPAdapter
 
 from . import jsoncodec
@@ -60,6 +65,7 @@ from .errors import (
     TransportError,
     error_from_reply,
 )
+from .watchdog import WATCHDOG
 
 log = logging.getLogger("bitrix_threaded")
 
@@ -172,6 +178,54 @@ class _Inflater:
             raise _TooLarge()
 
 
+# The deadline of the request this thread is sending, for the connection classes
+# below (each thread has its own session, so its own connection at a time).
+_current = threading.local()
+
+
+class _Watched:
+    """Connection mixin: the watchdog guards the status line and headers.
+
+    They are read inside ``http.client``, out of the transport's reach; past the
+    request's deadline the watchdog shuts the socket down and the read fails.
+    """
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        deadline = getattr(_current, "deadline", None)
+        sock = getattr(self, "sock", None)
+        if deadline is None or sock is None:
+            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        entry = WATCHDOG.arm(deadline, sock)
+        try:
+            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            WATCHDOG.disarm(entry)
+
+
+class _HTTPConnection(_Watched, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_Watched, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _HTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _Adapter(HTTPAdapter):
+    """requests' adapter with connections that honour the request's deadline."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
 class Transport:
     """Posts JSON to the portal and returns decoded envelopes or raises BitrixError.
 
@@ -211,7 +265,7 @@ class Transport:
         session = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
-            adapter = HTTPAdapter(
+            adapter = _Adapter(
                 pool_connections=1, pool_maxsize=self._pool_size, max_retries=0
             )
             session.mount("http://", adapter)
@@ -304,6 +358,8 @@ class Transport:
         """Send, handle a redirect, read the body under the deadline and size cap."""
         failure: Optional[BitrixError] = None
         target = url
+        deadline_at = started + self.deadline
+        _current.deadline = deadline_at
         try:
             session = self._session()
             response = send(session, target)
@@ -324,7 +380,7 @@ class Transport:
                                 response.status_code,
                                 urljoin(target, again) if again else "", method)
                 if failure is None:
-                    raw = self._read_body(response, method, started + self.deadline)
+                    raw = self._read_body(response, method, deadline_at)
                     status = response.status_code
             finally:
                 response.close()
@@ -332,6 +388,11 @@ class Transport:
             failure = err
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             failure = self._map_exception(exc, method, target)
+            if time.monotonic() > deadline_at and failure.executed is None:
+                # The watchdog cut the connection: say why, not how it looked.
+                failure = self._deadline(method)
+        finally:
+            _current.deadline = None
         if failure is not None:
             # Outside the handler: the foreign exception must not become __context__.
             raise self._scrub(failure)

@@ -298,6 +298,28 @@ def test_a_slow_drip_reply_ends_at_the_deadline():
     assert info.value.code == "DEADLINE_EXCEEDED" and info.value.executed is None
 
 
+def drip_headers(ex: Exchange) -> None:
+    """A status line, then one header whose value grows a byte every 50 ms."""
+    if not ex.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Slow: "):
+        return
+    for _ in range(10_000):
+        if not ex.write(b"a"):
+            return
+        time.sleep(0.05)
+
+
+def test_slow_drip_headers_end_at_the_deadline_too():
+    with LocalServer(drip_headers) as portal:
+        with client(portal.url, timeout=(2, 1), deadline=0.4,
+                    retry=RetryPolicy(max_attempts=1)) as bx:
+            with pytest.raises(RequestTimeout) as info:
+                bx.call("crm.deal.get", {"ID": 1})
+            assert info.value.code == "DEADLINE_EXCEEDED"
+            # The client stays usable: later requests get fresh connections.
+            with pytest.raises(RequestTimeout):
+                bx.call("crm.deal.get", {"ID": 1})
+
+
 def test_the_default_deadline_follows_the_timeout():
     with client("http://127.0.0.1:1/", timeout=(3, 10)) as bx:
         assert bx.transport.deadline == 23
