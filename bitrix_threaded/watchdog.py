@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import socket
 import threading
 import time
@@ -47,10 +48,15 @@ def _cut(sock: socket.socket) -> None:
 
 
 class Watchdog:
-    """Shuts down armed sockets whose deadline (``monotonic`` seconds) has passed."""
+    """Shuts down armed sockets whose deadline (``monotonic`` seconds) has passed.
 
-    def __init__(self, monotonic: Callable[[], float] = time.monotonic):
+    ``background=False`` starts no thread; the owner calls :meth:`sweep` (for tests).
+    """
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic, *,
+                 background: bool = True):
         self._monotonic = monotonic
+        self._background = background
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._heap: List[Tuple[float, int, _Entry]] = []
@@ -65,12 +71,14 @@ class Watchdog:
                 # Disarmed entries leave the heap lazily; drop them in one go.
                 self._heap = [item for item in self._heap if item[2].armed]
                 heapq.heapify(self._heap)
+            earliest = self._heap[0][0] if self._heap else math.inf
             heapq.heappush(self._heap, (deadline, next(self._order), entry))
-            if self._thread is None:
+            if self._background and self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="bitrix_threaded-watchdog", daemon=True)
                 self._thread.start()
-            elif self._heap[0][2] is entry:
+            elif deadline < earliest:
+                # The thread sleeps until the old earliest deadline at most.
                 self._wake.notify()
         return entry
 
@@ -79,21 +87,29 @@ class Watchdog:
         with self._lock:
             entry.armed = False
 
+    def sweep(self) -> float:
+        """Cut off every armed socket past its deadline; seconds until the next one."""
+        with self._lock:
+            return self._sweep_locked()
+
+    def _sweep_locked(self) -> float:
+        now = self._monotonic()
+        heap = self._heap
+        while heap:
+            deadline, _, entry = heap[0]
+            if entry.armed and deadline > now:
+                return deadline - now
+            heapq.heappop(heap)
+            if entry.armed:
+                entry.armed = False
+                _cut(entry.sock)
+        return math.inf
+
     def _run(self) -> None:
         with self._lock:
             while True:
-                while self._heap and not self._heap[0][2].armed:
-                    heapq.heappop(self._heap)
-                if not self._heap:
-                    self._wake.wait()
-                    continue
-                delay = self._heap[0][0] - self._monotonic()
-                if delay > 0:
-                    self._wake.wait(delay)
-                    continue
-                _, _, entry = heapq.heappop(self._heap)
-                entry.armed = False
-                _cut(entry.sock)
+                delay = self._sweep_locked()
+                self._wake.wait(None if delay == math.inf else delay)
 
 
 #: The process-wide watchdog the transport uses.

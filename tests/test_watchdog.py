@@ -2,43 +2,51 @@
 
 from __future__ import annotations
 
+import math
 import socket
 
 from bitrix_threaded.watchdog import Watchdog
 
 
-def test_a_socket_past_its_deadline_is_shut_down():
-    now = [100.0]
-    dog = Watchdog(monotonic=lambda: now[0])
+def pair():
     a, b = socket.socketpair()
-    with a, b:
-        a.settimeout(10)
-        dog.arm(99.0, a)
-        # The blocked read returns as soon as the watchdog cuts the socket.
-        assert a.recv(1) == b""
+    a.settimeout(10)
+    return a, b
 
 
-def test_a_disarmed_socket_is_left_alone():
+def test_sweep_cuts_only_armed_sockets_past_their_deadline():
+    now = [100.0]
+    dog = Watchdog(monotonic=lambda: now[0], background=False)
+    late, b1 = pair()
+    early, b2 = pair()
+    spared, b3 = pair()
+    with late, b1, early, b2, spared, b3:
+        dog.arm(150.0, late)
+        dog.arm(120.0, early)
+        dog.disarm(dog.arm(110.0, spared))
+        assert dog.sweep() == 20.0
+        now[0] = 130.0
+        assert dog.sweep() == 20.0
+        assert early.recv(1) == b""          # cut: the blocked read returns at once
+        b3.sendall(b"x")
+        assert spared.recv(1) == b"x"        # disarmed in time: untouched
+        now[0] = 200.0
+        assert dog.sweep() == math.inf
+        assert late.recv(1) == b""
+
+
+def test_the_background_thread_cuts_a_socket_past_its_deadline():
     now = [100.0]
     dog = Watchdog(monotonic=lambda: now[0])
-    a, b = socket.socketpair()
-    with a, b:
-        entry = dog.arm(500.0, a)
-        dog.disarm(entry)
-        now[0] = 1000.0
-        # Another, later entry wakes the thread; the disarmed one must not fire.
-        c, d = socket.socketpair()
-        with c, d:
-            c.settimeout(10)
-            dog.arm(999.0, c)
-            assert c.recv(1) == b""
-        b.sendall(b"x")
-        a.settimeout(10)
-        assert a.recv(1) == b"x"
+    waiting, b = pair()
+    with waiting, b:
+        dog.disarm(dog.arm(1e9, waiting))   # starts the thread, which sleeps
+        dog.arm(99.0, waiting)              # earlier: the thread is woken
+        assert waiting.recv(1) == b""
 
 
 def test_disarmed_entries_do_not_pile_up():
-    dog = Watchdog(monotonic=lambda: 0.0)
+    dog = Watchdog(monotonic=lambda: 0.0, background=False)
     a, b = socket.socketpair()
     with a, b:
         for _ in range(10_000):
