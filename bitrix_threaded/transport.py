@@ -16,9 +16,9 @@ This is the only module that talks to ``requests``. What it guarantees at the ed
   ``timeout`` alone bounds each socket read, so a server dripping a byte at a time
   would never time out) and a cap on its decoded size (``max_reply_bytes``), checked
   while gzip/deflate bodies are inflated, so a compression bomb is stopped early. The
-  body is read piece by piece with the clock checked in between; the status line and
-  headers, read inside ``http.client``, are guarded by the
-  :mod:`~bitrix_threaded.watchdog`.
+  body is read piece by piece with the clock checked in between, and from the status
+  line on the :mod:`~bitrix_threaded.watchdog` cuts the connection at the deadline
+  (the status line and headers are read inside ``http.client``, out of reach).
 * Every exception is caught here and turned into a
   :class:`~bitrix_threaded.errors.BitrixError` whose text has passed through the
   credentials' redaction. Errors are raised outside the ``except`` block, so neither
@@ -178,28 +178,26 @@ class _Inflater:
             raise _TooLarge()
 
 
-# The deadline of the request this thread is sending, for the connection classes
-# below (each thread has its own session, so its own connection at a time).
+# The request this thread is sending: its deadline, and the watchdog entries armed
+# for it (each thread has its own session, so one connection in use at a time).
 _current = threading.local()
 
 
 class _Watched:
-    """Connection mixin: the watchdog guards the status line and headers.
+    """Connection mixin: from the status line on, the watchdog guards the reply.
 
-    They are read inside ``http.client``, out of the transport's reach; past the
-    request's deadline the watchdog shuts the socket down and the read fails.
+    The status line and headers are read inside ``http.client``, out of the
+    transport's reach: past the request's deadline the watchdog shuts the socket
+    down and the read fails. The entry stays armed while the body is read and is
+    disarmed by the transport when the request ends.
     """
 
     def getresponse(self, *args: Any, **kwargs: Any) -> Any:
         deadline = getattr(_current, "deadline", None)
         sock = getattr(self, "sock", None)
-        if deadline is None or sock is None:
-            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
-        entry = WATCHDOG.arm(deadline, sock)
-        try:
-            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
-        finally:
-            WATCHDOG.disarm(entry)
+        if deadline is not None and sock is not None:
+            _current.entries.append(WATCHDOG.arm(deadline, sock))
+        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
 
 
 class _HTTPConnection(_Watched, urllib3.connection.HTTPConnection):
@@ -360,6 +358,7 @@ class Transport:
         target = url
         deadline_at = started + self.deadline
         _current.deadline = deadline_at
+        _current.entries = []
         try:
             session = self._session()
             response = send(session, target)
@@ -393,6 +392,9 @@ class Transport:
                 failure = self._deadline(method)
         finally:
             _current.deadline = None
+            for entry in _current.entries:
+                WATCHDOG.disarm(entry)
+            _current.entries = []
         if failure is not None:
             # Outside the handler: the foreign exception must not become __context__.
             raise self._scrub(failure)
@@ -436,7 +438,8 @@ class Transport:
                 status=status, method=method)
         raw = response.raw
         # read1 returns as soon as some bytes arrive, so the deadline is checked between
-        # reads even when the server sends one byte at a time (urllib3 >= 2.1).
+        # reads even when the server sends one byte at a time (urllib3 >= 2.1; with
+        # older versions the watchdog alone ends such a reply).
         read = getattr(raw, "read1", None) or raw.read
         out = bytearray()
         received = 0

@@ -298,6 +298,19 @@ def test_a_slow_drip_reply_ends_at_the_deadline():
     assert info.value.code == "DEADLINE_EXCEEDED" and info.value.executed is None
 
 
+def test_without_read1_the_watchdog_alone_ends_a_slow_drip(monkeypatch):
+    # urllib3 before 2.1 has no read1: a read then waits for a whole piece.
+    import urllib3.response
+
+    monkeypatch.setattr(urllib3.response.HTTPResponse, "read1", None)
+    with LocalServer(drip) as portal:
+        with client(portal.url, timeout=(2, 1), deadline=0.4,
+                    retry=RetryPolicy(max_attempts=1)) as bx:
+            with pytest.raises(RequestTimeout) as info:
+                bx.call("crm.deal.get", {"ID": 1})
+    assert info.value.code == "DEADLINE_EXCEEDED"
+
+
 def drip_headers(ex: Exchange) -> None:
     """A status line, then one header whose value grows a byte every 50 ms."""
     if not ex.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Slow: "):
