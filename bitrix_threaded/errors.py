@@ -79,7 +79,7 @@ def _headline(code: str, description: str) -> str:
     return code or description or "(no error code)"
 
 
-def _restore(cls: type, args: tuple, state: dict) -> BitrixError:
+def _restore(cls: type[BitrixError], args: tuple, state: dict) -> BitrixError:
     # Bypasses __init__, whose signature differs between subclasses.
     err = cls.__new__(cls)
     err.args = args
