@@ -543,7 +543,8 @@ class Transport:
         if resolve is not None or any(type(e).__name__ == "NameResolutionError" for e in chain):
             # EAI_AGAIN is the resolver saying "try again later"; any other answer
             # (no such name) will not change within a call.
-            temporary = resolve is not None and resolve.errno == socket.EAI_AGAIN
+            temporary = resolve is not None and resolve.errno == getattr(
+                socket, "EAI_AGAIN", object())
             return ConnectionFailed(
                 "NAME_RESOLUTION_FAILED", f"cannot resolve host {host}",
                 method=method, executed=False, retryable=temporary)

@@ -188,7 +188,8 @@ def too_large(ctx: Dict[str, Any]) -> None:
 
 
 def gzip_bomb(ctx: Dict[str, Any]) -> None:
-    bomb = zlib.compress(b" " * (8 * MB), wbits=31)
+    packer = zlib.compressobj(6, zlib.DEFLATED, 31)
+    bomb = packer.compress(b" " * (8 * MB)) + packer.flush()
     with LocalServer(lambda ex: ex.send(200, bomb, {"Content-Encoding": "gzip"})) as portal:
         call(webhook_client(portal.url, max_reply_bytes=MB))
 
