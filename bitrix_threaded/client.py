@@ -117,6 +117,7 @@ class Bitrix:
     + twice the read timeout); ``max_reply_bytes``: the largest decoded reply accepted
     (64 MiB). Redirects are not followed (see :class:`PortalMoved`), except a same-host
     upgrade from http to https.
+
     ``verbose``: tqdm progress bars on multi-item calls.
     """
 
