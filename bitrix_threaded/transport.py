@@ -6,7 +6,7 @@ This is the only module that talks to ``requests``. What it guarantees at the ed
   silently: a 3xx to any other place raises :class:`~bitrix_threaded.errors.PortalMoved`
   (its ``location`` redacted). The one redirect followed is a same-host upgrade from
   ``http://`` to ``https://`` of the same path, once per request: it only moves the
-  request onto TLS.
+  request onto TLS, and later requests to that origin go to ``https://`` directly.
 * TLS verification is the caller's choice, passed with every request, so
   ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` in the environment cannot override
   ``ssl=False`` or a CA bundle path (with ``ssl=True`` requests' usual environment
@@ -254,7 +254,9 @@ class Transport:
         self._sessions: List[requests.Session] = []
         self._lock = threading.Lock()
         self._closed = False
-        self._warned_upgrade = False
+        # (http origin, https origin) once the portal upgraded a request to TLS: later
+        # requests go to https directly instead of sending credentials over http again.
+        self._upgrade: Optional[Tuple[str, str]] = None
 
     # -- sessions ---------------------------------------------------------------------
     def _session(self) -> requests.Session:
@@ -305,6 +307,9 @@ class Transport:
         body.update(self.credentials.auth_params())
         data = _json_dumps(body)
         url = self.credentials.method_url(method)
+        upgrade = self._upgrade
+        if upgrade is not None and url.startswith(upgrade[0] + "/"):
+            url = upgrade[1] + url[len(upgrade[0]):]
         started = time.monotonic()
 
         def send(session: requests.Session, target: str) -> requests.Response:
@@ -369,7 +374,7 @@ class Transport:
                     if not (follow_upgrade and moved_to and _is_upgrade(target, moved_to)):
                         failure = self._moved(response.status_code, moved_to, method)
                     else:
-                        self._note_upgrade()
+                        self._note_upgrade(target, moved_to)
                         response.close()
                         target = moved_to
                         response = send(session, target)
@@ -400,12 +405,14 @@ class Transport:
             raise self._scrub(failure)
         return status, raw
 
-    def _note_upgrade(self) -> None:
-        if not self._warned_upgrade:
-            self._warned_upgrade = True
+    def _note_upgrade(self, source: str, target: str) -> None:
+        old, new = urlsplit(source), urlsplit(target)
+        pair = (f"{old.scheme}://{old.netloc}", f"{new.scheme}://{new.netloc}")
+        if self._upgrade != pair:
+            self._upgrade = pair
             log.warning(
-                "the portal redirects http:// to https://; configure the https:// address "
-                "so that requests go over TLS from the start"
+                "the portal redirects http:// to https://; later requests go to https:// "
+                "directly, and configuring the https:// address avoids the first one"
             )
 
     def _moved(self, status: int, location: str, method: str) -> PortalMoved:

@@ -124,6 +124,17 @@ def test_a_same_host_upgrade_to_https_is_followed_over_tls(status, auth, certs):
         assert json.loads(sent.body)["auth"] == ACCESS
 
 
+def test_after_an_upgrade_later_requests_go_to_https_directly(certs):
+    with LocalServer(answer(3), tls=certs.server_context()) as secure:
+        def respond(ex: Exchange) -> None:
+            ex.send(301, b"", {"Location": secure.url.rstrip("/") + ex.request.path})
+
+        with LocalServer(respond) as plain:
+            with client(plain.url, ssl=str(certs.ca)) as bx:
+                assert [bx.call("crm.deal.get", {"ID": i}) for i in range(3)] == [3, 3, 3]
+    assert len(plain.received) == 1 and len(secure.received) == 3
+
+
 def test_an_upgrade_to_an_unverified_certificate_sends_nothing(certs):
     with LocalServer(answer(), tls=certs.server_context()) as secure:
         def respond(ex: Exchange) -> None:
