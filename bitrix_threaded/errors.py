@@ -176,10 +176,12 @@ class RequestTimeout(TransportError):
 class PortalMoved(BitrixError):
     """The portal answered with a redirect (3xx) the client does not follow.
 
-    Credentials are only ever sent to the configured portal, so a redirect to
-    another host (a renamed portal, a proxy) ends the call: update the webhook
-    or endpoint to ``location``. ``location`` is the redirect target with every
-    secret masked; it is ``""`` when the reply named none.
+    A renamed cloud portal answers its old address with a 302 to the new one
+    (b24-rest-docs ``settings/how-to-call-rest-api/change-domen.md``, which
+    suggests re-sending the POST there). Credentials are only ever sent to the
+    configured portal, so a redirect to another host ends the call instead:
+    update the webhook or endpoint to ``location``. ``location`` is the redirect
+    target with every secret masked; it is ``""`` when the reply named none.
     """
 
     def __init__(
