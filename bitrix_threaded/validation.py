@@ -10,7 +10,7 @@ import math
 import os
 import re
 import warnings
-from typing import Any, Mapping, Tuple, Union
+from typing import Any, Mapping, Tuple, Union, get_args, get_origin
 
 from typeguard import TypeCheckError, check_type
 
@@ -22,11 +22,33 @@ class BitrixWarning(UserWarning):
 
 
 def expect(name: str, value: Any, expected: Any) -> None:
-    """Raise TypeError unless ``value`` matches the type hint ``expected``."""
+    """Raise TypeError unless ``value`` matches the type hint ``expected``.
+
+    ``bool`` is refused where a number is expected, although it is an ``int``:
+    ``batch_size=True`` is a slip, not 1.
+    """
+    if isinstance(value, bool) and _numbers_only(expected):
+        raise TypeError(f"{name} must be a number, got bool")
     try:
         check_type(value, expected)
     except TypeCheckError as exc:
         raise TypeError(f"{name}: {exc}") from None
+
+
+def _numbers_only(hint: Any) -> bool:
+    """True when ``hint`` admits numbers but names neither bool nor Any/object."""
+    args = _flat(hint)
+    return (bool(args & {int, float, complex})
+            and not args & {bool, Any, object})
+
+
+def _flat(hint: Any) -> set:
+    if get_origin(hint) is Union:
+        found: set = set()
+        for arg in get_args(hint):
+            found |= _flat(arg)
+        return found
+    return {hint}
 
 
 def check_method(method: Any) -> str:

@@ -105,3 +105,24 @@ def test_check_number_bounds():
         check_number("n", 1.0, integer=True, optional=True)
     with pytest.raises(ValueError, match=">= 1"):
         check_number("n", 0, integer=True, low=1, inclusive=True)
+
+
+def test_numeric_arguments_of_calls_refuse_bool_too():
+    with Bitrix(WEBHOOK, verbose=False) as bx:
+        with pytest.raises(TypeError, match="max_concurrent_requests"):
+            with bx.slow(True):
+                pass
+        with pytest.raises(TypeError, match="max_in_flight"):
+            bx.iter_all("crm.deal.list", max_in_flight=True)
+
+
+def test_expect_refuses_bool_only_where_numbers_are_meant():
+    from typing import Any, Optional, Union
+
+    from bitrix_threaded.validation import expect
+
+    for hint in (int, Optional[int], Union[int, float]):
+        with pytest.raises(TypeError, match="got bool"):
+            expect("n", True, hint)
+    for hint in (bool, Union[bool, str], Any):
+        expect("flag", True, hint)
