@@ -32,15 +32,10 @@ own session (``threading.local``), so no session is ever used by two threads at 
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
-import math
-import socket
-import ssl
 import threading
 import time
-import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 from urllib.parse import urljoin, urlsplit
@@ -54,15 +49,14 @@ from requests.adapters import HTTPAdapter
 from . import jsoncodec
 from ._version import __version__
 from .auth import Credentials
+from .bodies import BodyCorrupt, BodyPastDeadline, BodyTooLarge, read_body
+from .edge_errors import map_exception
 from .errors import (
     BitrixError,
-    CertificateFailed,
-    ConnectionFailed,
     InvalidResponse,
     PortalMoved,
     RequestTimeout,
     ServerError,
-    TransportError,
     error_from_reply,
 )
 from .watchdog import WATCHDOG
@@ -75,11 +69,6 @@ DEFAULT_TIMEOUT: Tuple[float, float] = (10.0, 120.0)
 #: records is a few MB; 64 MiB leaves a wide margin and still bounds memory.
 DEFAULT_MAX_REPLY_BYTES = 64 * 1024 * 1024
 _SNIPPET = 200
-# Bytes asked of the socket per read: large enough that a 2 MB batch reply takes a few
-# dozen reads, small enough that the deadline is checked often on a slow reply.
-_READ_SIZE = 256 * 1024
-# The most bytes inflated from one piece of compressed input at a time.
-_INFLATE_STEP = 1024 * 1024
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
@@ -105,18 +94,6 @@ def _json_dumps(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _host_port(url: str) -> Tuple[str, int]:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port is None:
-        port = 443 if parts.scheme == "https" else 80
-    return host, port
-
-
 def _is_upgrade(source: str, target: str) -> bool:
     """True for http://host/path -> https://host/path (the port may change)."""
     old, new = urlsplit(source), urlsplit(target)
@@ -130,52 +107,6 @@ def _is_upgrade(source: str, target: str) -> bool:
         and not new.username
         and not new.password
     )
-
-
-class _TooLarge(Exception):
-    """Inflating went past the size cap."""
-
-
-class _Inflater:
-    """Decodes one ``Content-Encoding`` (gzip or deflate) into a size-capped buffer."""
-
-    def __init__(self, encoding: str):
-        self.encoding = encoding
-        self._gzip = encoding in ("gzip", "x-gzip")
-        self._zlib = self._fresh()
-        self._started = False
-
-    def _fresh(self) -> "zlib._Decompress":
-        return zlib.decompressobj(16 + zlib.MAX_WBITS if self._gzip else zlib.MAX_WBITS)
-
-    def feed(self, data: bytes, out: bytearray, limit: int) -> None:
-        """Inflate ``data`` into ``out``; stop (_TooLarge) once ``out`` passes ``limit``."""
-        while data:
-            room = min(limit - len(out) + 1, _INFLATE_STEP)
-            try:
-                piece = self._zlib.decompress(data, room)
-            except zlib.error:
-                if self._gzip or self._started:
-                    raise
-                # "deflate" is sent both zlib-wrapped and raw; try raw.
-                self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
-                self._started = True
-                continue
-            self._started = True
-            out += piece
-            if len(out) > limit:
-                raise _TooLarge()
-            data = self._zlib.unconsumed_tail
-            if self._zlib.eof:
-                # gzip allows several members one after another.
-                data = self._zlib.unused_data if self._gzip else b""
-                if data:
-                    self._zlib = self._fresh()
-
-    def finish(self, out: bytearray, limit: int) -> None:
-        out += self._zlib.flush()
-        if len(out) > limit:
-            raise _TooLarge()
 
 
 # The request this thread is sending: its deadline, and the watchdog entries armed
@@ -391,7 +322,7 @@ class Transport:
         except BitrixError as err:
             failure = err
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-            failure = self._map_exception(exc, method, target)
+            failure = map_exception(exc, method, target, self.credentials.redact)
             if time.monotonic() > deadline_at and failure.executed is None:
                 # The watchdog cut the connection: say why, not how it looked.
                 failure = self._deadline(method)
@@ -427,67 +358,37 @@ class Transport:
 
     def _read_body(self, response: requests.Response, method: str,
                    deadline_at: float) -> bytearray:
-        """The decoded body, read a piece at a time under the deadline and size cap."""
-        limit = self.max_reply_bytes
-        status = response.status_code
-        headers = response.headers
-        length = headers.get("Content-Length", "")
-        if length.strip().isdigit() and int(length) > limit:
-            raise self._too_large(status, method, f"declares {int(length)} bytes")
-        encoding = headers.get("Content-Encoding", "").strip().lower()
-        inflater: Optional[_Inflater] = None
-        if encoding in ("gzip", "x-gzip", "deflate"):
-            inflater = _Inflater(encoding)
-        elif encoding not in ("", "identity"):
-            raise InvalidResponse(
-                "INVALID_RESPONSE",
-                f"the reply uses the content encoding {encoding[:40]!r}, which was not asked for",
-                status=status, method=method)
+        """The decoded body, read under the deadline and the size cap."""
         raw = response.raw
         # read1 returns as soon as some bytes arrive, so the deadline is checked between
         # reads even when the server sends one byte at a time (urllib3 >= 2.1; with
         # older versions the watchdog alone ends such a reply).
-        read = getattr(raw, "read1", None) or raw.read
-        out = bytearray()
-        received = 0
+        read1 = getattr(raw, "read1", None) or raw.read
+
+        def read(size: int) -> bytes:
+            return read1(size, decode_content=False)
+
+        status = response.status_code
         try:
-            while True:
-                if time.monotonic() > deadline_at:
-                    raise self._deadline(method)
-                chunk = read(_READ_SIZE, decode_content=False)
-                if not chunk:
-                    break
-                received += len(chunk)
-                if received > limit:
-                    raise self._too_large(status, method, f"is over {limit} bytes")
-                if inflater is None:
-                    out += chunk
-                else:
-                    inflater.feed(chunk, out, limit)
-            if inflater is not None:
-                inflater.finish(out, limit)
-        except _TooLarge:
-            raise self._too_large(status, method, f"inflates to over {limit} bytes") from None
-        except zlib.error:
+            return read_body(read, response.headers, limit=self.max_reply_bytes,
+                             deadline_at=deadline_at)
+        except BodyPastDeadline:
+            raise self._deadline(method) from None
+        except BodyTooLarge as exc:
             raise InvalidResponse(
-                "INVALID_RESPONSE", f"the reply's {encoding} body is corrupt",
+                "REPLY_TOO_LARGE",
+                f"the reply {exc}, past the cap of {self.max_reply_bytes} bytes "
+                "(max_reply_bytes)",
                 status=status, method=method) from None
-        if time.monotonic() > deadline_at:
-            raise self._deadline(method)
-        return out
+        except BodyCorrupt as exc:
+            raise InvalidResponse("INVALID_RESPONSE", f"the reply {exc}",
+                                  status=status, method=method) from None
 
     def _deadline(self, method: str) -> RequestTimeout:
         return RequestTimeout(
             "DEADLINE_EXCEEDED",
             f"no complete reply within the request's deadline of {self.deadline:g} s",
             method=method, executed=None)
-
-    def _too_large(self, status: int, method: str, what: str) -> InvalidResponse:
-        return InvalidResponse(
-            "REPLY_TOO_LARGE",
-            f"the reply {what}, past the cap of {self.max_reply_bytes} bytes "
-            "(max_reply_bytes)",
-            status=status, method=method)
 
     def _decode(self, status: int, raw: bytearray, method: str, elapsed: float) -> Reply:
         data: Any = None
@@ -534,103 +435,6 @@ class Transport:
         return err
 
     # -- foreign exceptions -------------------------------------------------------------
-    def _map_exception(self, exc: BaseException, method: str, url: str) -> TransportError:
-        host, port = _host_port(url)
-        chain = _chain(exc)
-        verify = _first(chain, ssl.SSLCertVerificationError)
-        if verify is not None or any(type(e).__name__ == "CertificateError" for e in chain):
-            reason = getattr(verify, "verify_message", "") or _short(
-                verify or next(e for e in chain if type(e).__name__ == "CertificateError"))
-            return CertificateFailed(
-                "CERTIFICATE_VERIFY_FAILED",
-                self.credentials.redact(
-                    f"the certificate of {host}:{port} did not verify: {reason}"),
-                method=method, executed=False, retryable=False)
-        resolve = _first(chain, socket.gaierror)
-        if resolve is not None or any(type(e).__name__ == "NameResolutionError" for e in chain):
-            # EAI_AGAIN is the resolver saying "try again later"; any other answer
-            # (no such name) will not change within a call.
-            temporary = resolve is not None and resolve.errno == getattr(
-                socket, "EAI_AGAIN", object())
-            return ConnectionFailed(
-                "NAME_RESOLUTION_FAILED", f"cannot resolve host {host}",
-                method=method, executed=False, retryable=temporary)
-        refused = _first(chain, ConnectionRefusedError)
-        if refused is not None or _has_errno(chain, errno.ECONNREFUSED):
-            # Nothing listens there: trying again in a few seconds will not change that,
-            # and the caller learns it at once instead of after a minute of backoff.
-            return ConnectionFailed(
-                "CONNECTION_REFUSED", f"cannot connect to {host}:{port}: connection refused",
-                method=method, executed=False, retryable=False)
-        if isinstance(exc, requests.exceptions.ConnectTimeout) or any(
-                type(e).__name__ == "ConnectTimeoutError" for e in chain):
-            return RequestTimeout(
-                "CONNECT_TIMEOUT", f"cannot connect to {host}:{port}: no answer in time",
-                method=method, executed=False)
-        if isinstance(exc, (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError)) \
-                or _first(chain, socket.timeout) is not None:
-            return RequestTimeout(
-                "READ_TIMEOUT", f"{host}:{port} sent nothing within the read timeout",
-                method=method, executed=None)
-        if isinstance(exc, requests.exceptions.SSLError) or _first(chain, ssl.SSLError):
-            # Unlike a failed verification, a TLS error may come after the request
-            # was sent (while the reply is read): its fate is unknown.
-            return ConnectionFailed(
-                "SSL_ERROR",
-                self.credentials.redact(f"TLS with {host}:{port} failed: {_reason(chain)}"),
-                method=method, executed=None)
-        if any(type(e).__name__ == "NewConnectionError" for e in chain):
-            return ConnectionFailed(
-                "CONNECT_FAILED",
-                self.credentials.redact(f"cannot connect to {host}:{port}: {_reason(chain)}"),
-                method=method, executed=False)
-        if isinstance(exc, (requests.exceptions.ConnectionError,
-                            urllib3.exceptions.ProtocolError, OSError)):
-            return ConnectionFailed(
-                "CONNECTION_LOST",
-                self.credentials.redact(f"the connection to {host}:{port} was lost: "
-                                        f"{_reason(chain)}"),
-                method=method, executed=None)
-        return TransportError(
-            "TRANSPORT_ERROR", self.credentials.redact(_short(exc)), method=method,
-            executed=None)
-
-
-def _chain(exc: BaseException) -> List[BaseException]:
-    """``exc`` and every exception it wraps (reason, args, cause, context)."""
-    seen = set()
-    found: List[BaseException] = []
-    stack: List[Any] = [exc]
-    while stack:
-        item = stack.pop()
-        if not isinstance(item, BaseException) or id(item) in seen:
-            continue
-        seen.add(id(item))
-        found.append(item)
-        stack.extend([getattr(item, "reason", None), item.__cause__, item.__context__])
-        stack.extend(a for a in getattr(item, "args", ()) if isinstance(a, BaseException))
-    return found
-
-
-def _first(chain: List[BaseException], kind: type) -> Any:
-    return next((e for e in chain if isinstance(e, kind)), None)
-
-
-def _has_errno(chain: List[BaseException], number: int) -> bool:
-    return any(isinstance(e, OSError) and e.errno == number for e in chain)
-
-
-def _reason(chain: List[BaseException]) -> str:
-    """The innermost OS-level reason, e.g. "Network is unreachable"."""
-    for item in reversed(chain):
-        if isinstance(item, OSError) and item.strerror:
-            return item.strerror
-    return _short(chain[-1]) if chain else "unknown error"
-
-
-def _short(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def _redact_value(value: Any, redact: Callable[[str], str]) -> Any:
@@ -641,9 +445,3 @@ def _redact_value(value: Any, redact: Callable[[str], str]) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(_redact_value(v, redact) for v in value)
     return value
-
-
-def is_finite_positive(value: Any) -> bool:
-    """True for an int or float (not bool) that is finite and > 0."""
-    return (not isinstance(value, bool) and isinstance(value, (int, float))
-            and math.isfinite(value) and value > 0)
