@@ -16,12 +16,14 @@ This is the only module that talks to ``requests``. What it guarantees at the ed
   ``timeout`` alone bounds each socket read, so a server dripping a byte at a time
   would never time out) and a cap on its decoded size (``max_reply_bytes``), checked
   while gzip/deflate bodies are inflated, so a compression bomb is stopped early. The
-  body is read piece by piece with the clock checked in between, and from the status
+  body is read piece by piece with the clock checked in between
+  (:mod:`~bitrix_threaded.bodies`), and from the status
   line on the :mod:`~bitrix_threaded.watchdog` cuts the connection at the deadline
   (the status line and headers are read inside ``http.client``, out of reach).
 * Every exception is caught here and turned into a
   :class:`~bitrix_threaded.errors.BitrixError` whose text has passed through the
-  credentials' redaction. Errors are raised outside the ``except`` block, so neither
+  credentials' redaction (foreign ones through
+  :func:`~bitrix_threaded.edge_errors.map_exception`). Errors are raised outside the ``except`` block, so neither
   ``__cause__`` nor ``__context__`` holds a foreign exception (whose text carries the
   request URL, and with it the webhook secret).
 
