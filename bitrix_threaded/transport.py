@@ -23,9 +23,9 @@ This is the only module that talks to ``requests``. What it guarantees at the ed
 * Every exception is caught here and turned into a
   :class:`~bitrix_threaded.errors.BitrixError` whose text has passed through the
   credentials' redaction (foreign ones through
-  :func:`~bitrix_threaded.edge_errors.map_exception`). Errors are raised outside the ``except`` block, so neither
-  ``__cause__`` nor ``__context__`` holds a foreign exception (whose text carries the
-  request URL, and with it the webhook secret).
+  :func:`~bitrix_threaded.edge_errors.map_exception`). Errors are raised outside the
+  ``except`` block, so neither ``__cause__`` nor ``__context__`` holds a foreign
+  exception (whose text carries the request URL, and with it the webhook secret).
 
 Thread safety: :class:`Transport` is shared by all threads; each thread lazily gets its
 own session (``threading.local``), so no session is ever used by two threads at once.
