@@ -186,7 +186,7 @@ class OffsetPages(Strategy):
                     retry.append((offset, command))
                     continue
                 _raise(failure)
-            page = self.method.records(outcome.results[position])
+            page = self.method.records(outcome.results[position], f"start={offset}")
             for i, record in enumerate(page):
                 if self._dedupe and type(record) is dict:
                     rid = record.get(self.method.record_id)
@@ -349,7 +349,7 @@ class IdRanges(Strategy):
                                        retry=state))
                 return step
             _raise(failure)
-        page = self.method.records(outcome.results.get(0))
+        page = self.method.records(outcome.results.get(0), "start=0")
         ids = self._ids(page)
         for rid_value, record in zip(ids, page):
             step.records.append((rid_value, record))
@@ -358,7 +358,7 @@ class IdRanges(Strategy):
         if len(page) < PAGE or ids[-1] is None:
             self.total = len(page)
             return step
-        top = self._ids(self.method.records(outcome.results.get(1)))
+        top = self._ids(self.method.records(outcome.results.get(1), "newest ID"))
         if not top or top[0] is None:
             return step
         lo, hi = ids[-1], top[0]
@@ -394,7 +394,8 @@ class IdRanges(Strategy):
                 if stalled is not None:
                     break
                 _raise(failure)
-            page = self.method.records(outcome.results.get(position))
+            page = self.method.records(outcome.results.get(position),
+                                       f"{position + 1} of the range after ID {start}")
             ids = self._ids(page)
             lo, hi = rng.lo, rng.hi
             step.records.extend((i, record) for i, record in zip(ids, page)
@@ -501,7 +502,8 @@ class IdList(Strategy):
                     retry.append(command)
                     continue
                 _raise(failure)
-            for record in self.method.records(outcome.results[position]):
+            for record in self.method.records(outcome.results[position],
+                                              f"{position + 1} of an ID-list batch"):
                 rid = _int_id(record.get(self.method.record_id)) if type(
                     record) is dict else None
                 if rid is not None and rid not in self.found:
