@@ -22,7 +22,8 @@ from bitrix_threaded.testing import FakePortal
 
 
 def workers() -> int:
-    return sum(1 for t in threading.enumerate() if t.name.startswith("bitrix_threaded"))
+    return sum(1 for t in threading.enumerate()
+               if t.name.startswith("bitrix_threaded") and not t.daemon)
 
 
 CALLS = {

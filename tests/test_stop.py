@@ -35,7 +35,9 @@ def portal_with(**kwargs) -> FakePortal:
 
 
 def workers_alive() -> list:
-    return [t for t in threading.enumerate() if t.name.startswith("bitrix_threaded")]
+    """The clients' pool threads still alive (not the shared daemon watchdog)."""
+    return [t for t in threading.enumerate()
+            if t.name.startswith("bitrix_threaded") and not t.daemon]
 
 
 def started(portal: FakePortal, requests: int, timeout: float = 5.0) -> None:
