@@ -13,6 +13,7 @@ import contextlib
 import logging
 import threading
 import warnings
+import weakref
 from operator import itemgetter
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -263,16 +264,21 @@ class Bitrix:
     def closed(self) -> bool:
         return self._root.cancelled
 
-    @contextlib.contextmanager
-    def _call(self) -> Iterator[CancelToken]:
+    def _call_token(self) -> CancelToken:
         """The token of one public call: cancelled by close() or by the calling context's
-        :func:`~bitrix_threaded.cancel.cancel_scope`, read here, at call entry."""
+        :func:`~bitrix_threaded.cancel.cancel_scope`, read here, at call entry. Detach it
+        when the call ends."""
         if self._root.cancelled:
             raise ClientClosed()
         token = self._root.child()
         scope = current_scope()
         if scope is not None:
             token.follow(scope)
+        return token
+
+    @contextlib.contextmanager
+    def _call(self) -> Iterator[CancelToken]:
+        token = self._call_token()
         try:
             yield token
         finally:
@@ -510,20 +516,21 @@ class Bitrix:
             raise ValueError("max_in_flight must be >= 1")
         pager = self._pager(method, params, strategy, ids, parallel=limit)
         # The token (and the scope it follows) is taken now, at creation, not at the
-        # first next(): a generator runs in whatever context consumes it.
-        calling = self._call()
-        token = calling.__enter__()
-        return self._iter_records(pager, limit, calling, token)
+        # first next(): a generator runs in whatever context consumes it. An iterator
+        # dropped unstarted never runs its finally: let it go when it is collected.
+        token = self._call_token()
+        records = self._iter_records(pager, limit, token)
+        weakref.finalize(records, token.detach)
+        return records
 
     def _iter_records(self, pager: Strategy, limit: int,
-                      calling: "contextlib.AbstractContextManager[CancelToken]",
                       token: CancelToken) -> Iterator[Any]:
         try:
             for chunk in self._pages(pager, max_in_flight=limit, token=token):
                 for _, record in chunk:
                     yield record
         finally:
-            calling.__exit__(None, None, None)
+            token.detach()
 
     def _pages(self, pager: Strategy, *, max_in_flight: int,
                token: CancelToken) -> Iterator[List[Tuple[Any, Any]]]:
