@@ -267,3 +267,96 @@ def test_strategies_refuse_what_they_cannot_do():
 def test_plan_is_a_plain_value():
     plan = Plan(commands=(), tag="x")
     assert plan.attempt == 0 and plan.tag == "x"
+
+
+# -- families: parameters, shapes, keys ------------------------------------------------
+
+def test_parameters_keep_the_callers_order_and_key_case():
+    positional = list_method("task.elapseditem.getlist")
+    params = {"TASKID": 7, "ORDER": {"ID": "desc"}, "FILTER": {"USER_ID": 1},
+              "SELECT": ["ID"], "PARAMS": {}, "start": 100}
+    (command,), = [p.commands for p in OffsetPages(positional, params).initial()]
+    assert list(command.params) == ["TASKID", "ORDER", "FILTER", "SELECT", "PARAMS", "start"]
+    assert command.params["FILTER"] == {"USER_ID": 1} and command.params["start"] == 0
+    users = IdRanges(list_method("user.get"), {"FILTER": {"ACTIVE": True}, "ADMIN_MODE": 1})
+    first, last = users.initial()[0].commands
+    assert list(first.params) == ["FILTER", "ADMIN_MODE", "sort", "order", "start"]
+    assert first.params["sort"] == "ID" and first.params["order"] == "ASC"
+    assert last.params["order"] == "DESC"
+
+
+def test_id_order_in_either_form_is_recognised():
+    from bitrix_threaded.pagination import is_id_order, without_id_order
+    users, deals = list_method("user.get"), DEALS
+    assert is_id_order(users, {"sort": "id", "order": "asc"})
+    assert is_id_order(users, {})
+    assert not is_id_order(users, {"sort": "NAME"})
+    assert not is_id_order(users, {"sort": "ID", "order": "DESC"})
+    assert is_id_order(deals, {"ORDER": {"ID": "ASC"}})
+    assert not is_id_order(deals, {"order": {"DATE_CREATE": "ASC"}})
+    assert without_id_order(users, {"sort": "ID", "FILTER": {}}) == {"FILTER": {}}
+    with pytest.raises(ValueError):
+        without_id_order(deals, {"order": {"TITLE": "ASC"}})
+
+
+def feed(strategy, plan, results, totals=None):
+    return strategy.consume(plan, Outcome(dict(enumerate(results)), [], totals or {}))
+
+
+def test_offset_pages_step_by_the_first_pages_length():
+    strategy = OffsetPages(list_method("crm.timeline.logmessage.list"), {})
+    plan = strategy.initial()[0]
+    step = feed(strategy, plan, [[{"id": i} for i in range(10)]], {0: 37})
+    starts = [c.params["start"] for p in step.plans for c in p.commands]
+    assert starts == [10, 20, 30]
+
+
+def test_unknown_methods_drop_repeats_by_the_id_key_they_carry():
+    strategy = OffsetPages(list_method("vendor.thing.list"), {})
+    plan = strategy.initial()[0]
+    page = {"things": [{"id": i} for i in range(50)]}
+    step = feed(strategy, plan, [page], {0: 60})
+    later = step.plans[0]
+    again = feed(strategy, later, [{"things": [{"id": i} for i in range(45, 60)]}], {0: 60})
+    assert [r["id"] for _, r in again.records] == list(range(50, 60))
+
+
+def test_shapes_the_client_does_not_understand_are_errors():
+    from bitrix_threaded.errors import InvalidResponse
+    from bitrix_threaded.pagination import NotAList
+    strategy = OffsetPages(list_method("vendor.thing.list"), {})
+    plan = strategy.initial()[0]
+    with pytest.raises(InvalidResponse, match="items, users"):
+        feed(strategy, plan, [{"items": [], "users": []}], {0: 0})
+    with pytest.raises(NotAList):
+        feed(OffsetPages(list_method("crm.deal.fields"), {}), plan, [{"ID": {"type": "int"}}])
+    with pytest.raises(InvalidResponse, match="expected a list under 'tasks'"):
+        list_method("tasks.task.list").records({"items": []})
+
+
+def test_a_full_first_page_without_ids_is_never_the_end():
+    from bitrix_threaded.errors import InvalidResponse
+    strategy = IdRanges(DEALS, {})
+    plan = strategy.initial()[0]
+    with pytest.raises(InvalidResponse, match="without 'ID'"):
+        feed(strategy, plan, [[{"TYPE_ID": "1"}] * 50, [{"ID": "900"}]], {0: 400})
+
+
+def test_id_lists_refuse_records_nobody_asked_for():
+    from bitrix_threaded.errors import InvalidResponse
+    strategy = IdList(DEALS, {}, ids=[1, 2])
+    plan = strategy.initial()[0]
+    with pytest.raises(InvalidResponse, match="ignored the @ID filter"):
+        feed(strategy, plan, [[{"ID": "1"}, {"ID": "3"}]])
+    with pytest.raises(ValueError, match="cannot be filtered by ID"):
+        IdList(list_method("crm.address.list"), {}, ids=[1])
+    users = IdList(list_method("user.get"), {}, ids=[5])
+    (command,), = [p.commands for p in users.initial()]
+    assert command.params["FILTER"] == {"@ID": [5]}
+
+
+def test_every_family_row_cites_its_documentation_page():
+    from bitrix_threaded.methods import known_list_methods
+    for name in known_list_methods():
+        doc = list_method(name).doc
+        assert doc and doc.startswith("api-reference/") and doc.endswith(".md"), name
