@@ -221,7 +221,8 @@ _FAMILIES: List[ListMethod] = [
                doc="api-reference/departments/department-get.md"),
     # Lists, disk, business processes: start paging only.
     ListMethod("lists.element.get", filter_id=None, filter_param="FILTER",
-               order_param="ELEMENT_ORDER", doc="api-reference/lists/elements/lists-element-get.md"),
+               order_param="ELEMENT_ORDER",
+               doc="api-reference/lists/elements/lists-element-get.md"),
     _offset("disk.storage.getlist", "api-reference/disk/storage/disk-storage-get-list.md"),
     _offset("disk.folder.getchildren", "api-reference/disk/folder/disk-folder-get-children.md"),
     _offset("disk.storage.getchildren",

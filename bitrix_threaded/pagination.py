@@ -466,7 +466,8 @@ class IdRanges(Strategy):
     # -- planning -------------------------------------------------------------------
     def initial(self) -> List[Plan]:
         first = self._command(self.user_filter, 0, self._asc)
-        last = self._command(self.user_filter, -1, {**self._desc, "select": [self.method.filter_id]})
+        newest = {**self._desc, "select": [self.method.filter_id]}
+        last = self._command(self.user_filter, -1, newest)
         return [Plan((first, last), tag="probe")]
 
     def _new_range(self, lo: int, hi: int) -> int:

@@ -17,6 +17,7 @@ and an ``after_command`` hook (for records added during an export) serve the tes
 from __future__ import annotations
 
 import json
+import operator
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -148,6 +149,12 @@ def make_record(family: Family, number: int) -> Dict[str, Any]:
     return record
 
 
+_COMPARE: Dict[str, Callable[[Any, Any], bool]] = {
+    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
+    "=": operator.eq, "!": operator.ne, "!=": operator.ne,
+}
+
+
 def _number(value: Any) -> Optional[int]:
     if isinstance(value, bool):
         return None
@@ -265,7 +272,11 @@ class FamilyPortal:
             filter_ = {}
         if not isinstance(filter_, dict):
             raise ValueError("Parameter 'filter' must be array.")
-        chosen = [r for r in records if self._matches(family, r, filter_)]
+        if filter_ and records:
+            test = self._predicate(family, records[0], filter_)
+            chosen = [r for r in records if test(r)]
+        else:
+            chosen = list(records)
         chosen = self._sorted(family, chosen, order, sort)
         reply: Dict[str, Any] = {"time": {"operating": 0}}
         if start == -1:
@@ -283,37 +294,37 @@ class FamilyPortal:
         return reply
 
     @staticmethod
-    def _field(family: Family, key: str) -> Tuple[str, str]:
+    def _field(key: str) -> Tuple[str, str]:
         for op in (">=", "<=", "!=", ">", "<", "@", "!", "="):
             if key.startswith(op):
                 return op, key[len(op):]
         return "=", key
 
-    def _matches(self, family: Family, record: Dict[str, Any], filter_: Dict[str, Any]) -> bool:
+    def _predicate(self, family: Family, sample: Dict[str, Any],
+                   filter_: Dict[str, Any]) -> Callable[[Dict[str, Any]], bool]:
+        """The filter as one test per record, parsed once per command."""
+        tests: List[Callable[[Dict[str, Any]], bool]] = []
         for key, wanted in filter_.items():
-            op, name = self._field(family, str(key))
-            field = next((k for k in record if k.lower() == name.lower()), None)
+            op, name = self._field(str(key))
+            field = next((k for k in sample if k.lower() == name.lower()), None)
             if field is None:
                 raise ValueError(f"Unknown field definition '{name}'")
             is_id = field == family.id_key
             if is_id and not family.cursor and op != "=":
                 raise ValueError(f"Filter operation not allowed: {key}")
-            if op == "@" and is_id and (family.ignores_in or family.name in self.ignoring_in):
-                continue
-            value = record[field]
             if op == "@":
-                values = wanted if isinstance(wanted, list) else [wanted]
-                if _number(value) not in {_number(v) for v in values}:
-                    return False
+                if is_id and (family.ignores_in or family.name in self.ignoring_in):
+                    continue
+                values = {_number(v) for v in (wanted if isinstance(wanted, list) else [wanted])}
+                tests.append(lambda r, f=field, v=values: _number(r[f]) in v)
                 continue
-            a, b = _number(value), _number(wanted)
-            if a is None or b is None:
-                a, b = str(value), str(wanted)  # type: ignore[assignment]
-            ok = {">": a > b, ">=": a >= b, "<": a < b, "<=": a <= b,  # type: ignore[operator]
-                  "=": a == b, "!": a != b, "!=": a != b}[op]
-            if not ok:
-                return False
-        return True
+            number = _number(wanted)
+            compare = _COMPARE[op]
+            if number is not None:
+                tests.append(lambda r, f=field, b=number, c=compare: c(_number(r[f]), b))
+            else:
+                tests.append(lambda r, f=field, b=str(wanted), c=compare: c(str(r[f]), b))
+        return lambda record: all(test(record) for test in tests)
 
     def _sorted(self, family: Family, records: List[Dict[str, Any]], order: Any,
                 sort: Any) -> List[Dict[str, Any]]:
@@ -355,10 +366,10 @@ class _Handler(BaseHTTPRequestHandler):
                 method = method[:-5]
             status, reply = portal.handle(method.lower(), params)
         data = json.dumps(reply).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        # One write for head and body: two small writes meet Nagle and delayed ACKs.
+        head = (f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\n"
+                "Content-Type: application/json; charset=utf-8\r\n"
+                f"Content-Length: {len(data)}\r\n\r\n").encode("latin-1")
+        self.wfile.write(head + data)
 
     do_GET = do_POST  # noqa: N815 - stdlib naming
