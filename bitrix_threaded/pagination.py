@@ -404,6 +404,7 @@ class _Range:
     hi: int                      # inclusive upper bound
     left: Optional[int] = None   # records still to come, from the server's count
     span: int = 0                # ID span of the last full page seen: the local density
+    guess: int = 1               # pages to send while ``left`` is unknown (first one counts)
     done: bool = False
 
 
@@ -416,13 +417,14 @@ class IdRanges(Strategy):
 
     The probe (first page with ``total``, plus the highest ID) bounds the export. A
     range whose count is known and fits one batch is walked by one chain of exactly
-    enough cursor pages. A bigger one is cut into pieces; each piece's first request
-    is one page with ``start=0``, which also reports how many records the piece holds,
-    so no density is ever assumed across a gap: an empty piece costs one command, a
-    dense one is cut again. A first piece is sized by the density of the page just
-    read when that is far denser than the range's average. ``parallel`` and
-    ``request_budget`` (requests the leaky bucket lets go at once) spread a large
-    first cut over more pieces that run side by side.
+    enough cursor pages. A bigger one is cut into pieces whose first page is asked with
+    ``start=0``, which also reports how many records the piece holds, so what follows
+    never rests on a density carried across a gap. Where the probe's page is about as
+    dense as the whole span, the first pieces chain their share of pages in the same
+    batch; otherwise each piece starts with its counted page alone (an empty piece
+    costs one command, a dense one is cut again, a first piece sized by the density of
+    the page just read). ``parallel`` and ``request_budget`` (requests the leaky bucket
+    lets go at once) spread a large first cut over more pieces that run side by side.
     """
 
     name = "id_ranges"
@@ -452,6 +454,7 @@ class IdRanges(Strategy):
         self._ranges: Dict[int, _Range] = {}
         self._next_id = 0
         self._counts = True  # whether start=0 pages report totals (they should)
+        self._even = False   # whether the probe saw evenly spread IDs
         fid = method.filter_id
         assert fid is not None
         self._gt, self._le = f">{fid}", f"<={fid}"
@@ -480,8 +483,11 @@ class IdRanges(Strategy):
         """What range ``rid`` needs next: ``(range, commands, counted)`` pieces."""
         rng = self._ranges[rid]
         if rng.left is None:
-            # Unknown size: one counted page, or (no counts on this portal) a full chain.
-            return [(rid, 1, True)] if self._counts else [(rid, self.batch_size, False)]
+            # Unknown size: a counted page (and the guessed chain after it), or (no
+            # counts on this portal) a full chain.
+            if self._counts:
+                return [(rid, rng.guess, True)]
+            return [(rid, self.batch_size, False)]
         if rng.left <= 0 or rng.lo >= rng.hi:
             rng.done = True
             return []
@@ -494,19 +500,33 @@ class IdRanges(Strategy):
             pieces = max(pieces, min(spare, math.ceil(rng.left / (MIN_PAGES * PAGE))))
         if pieces <= 1:
             return [(rid, pages, False)]
-        return self._split(rid, pieces)
+        return self._split(rid, pieces, even=spread and self._even)
 
-    def _split(self, rid: int, pieces: int) -> List[Tuple[int, int, bool]]:
+    def _split(self, rid: int, pieces: int, even: bool = False) -> List[Tuple[int, int, bool]]:
+        """Cut range ``rid`` into counted pieces. ``even``: the IDs looked evenly spread,
+        so each piece also chains the pages its share of the count needs, in the same
+        batch (its count still decides what follows)."""
         rng = self._ranges[rid]
         rng.done = True
         lo, hi = rng.lo, rng.hi
-        even = (hi - lo) / pieces
+        if even and rng.left is not None:
+            share = rng.left / pieces
+            guess = min(self.batch_size, math.ceil(share * 1.1 / PAGE) + 1)
+            bounds = [lo + round((hi - lo) * k / pieces) for k in range(pieces + 1)]
+            work = []
+            for a, b in zip(bounds, bounds[1:]):
+                if b > a:
+                    new = self._new_range(a, b)
+                    self._ranges[new].guess = guess
+                    work.append((new, guess, True))
+            return work
+        width_even = (hi - lo) / pieces
         bounds: List[int] = []
         if rng.span and rng.left is not None:
             # Where the last page was far denser than the range's average, cut a first
             # piece that holds about one batch at that density; count the rest.
             width = math.ceil(self._per_range * rng.span / PAGE)
-            if width < even / 2:
+            if width < width_even / 2:
                 rest = max(1, math.ceil((rng.left - self._per_range) / self._per_range))
                 cut = lo + width
                 bounds = [lo] + [cut + round((hi - cut) * k / rest) for k in range(rest + 1)]
@@ -589,6 +609,11 @@ class IdRanges(Strategy):
             self._counts = False
         else:
             root.left = max(0, total - len(page))
+            # The first page's density against the whole span's: close means the IDs
+            # look evenly spread, so the first pieces may chain pages right away.
+            average = total / max(1, hi - ids[0] + 1)
+            local = len(page) / root.span
+            self._even = average / 3 <= local <= average * 3
         step.plans.extend(self._pack(self._work(rid, spread=True), 0))
         return step
 

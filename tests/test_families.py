@@ -255,5 +255,6 @@ def test_id_ranges_cost_at_most_twice_offset_pages_on_any_layout(portal, layout)
     assert ranges_requests <= 2 * offset_requests
     assert ranges_commands <= 2 * offset_commands
     if layout == "even":
-        # No offset scans, and no more pages than offset paging needs.
-        assert ranges_commands <= offset_commands + 10
+        # Evenly spread IDs: pages are chained at once, with little to spare.
+        assert ranges_commands <= 1.25 * offset_commands
+        assert ranges_requests <= offset_requests + 3

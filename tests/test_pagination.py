@@ -99,7 +99,7 @@ def test_id_ranges_use_cursor_pages_without_offset_scans():
     counted = sum(c.params["start"] == 0 for p in walks for c in p.commands)
     assert counted <= 6000 / 2250 + 2
     # Pages past the end of a range (a hole in the IDs) are the only waste.
-    assert sum(len(p.commands) for p in walks) <= 1.1 * 6000 / 50
+    assert sum(len(p.commands) for p in walks) <= 1.5 * 6000 / 50
 
 
 def test_id_ranges_waste_few_pages_on_a_large_export():
