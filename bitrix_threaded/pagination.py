@@ -496,7 +496,10 @@ class IdRanges(Strategy):
             return [(rid, pages, False)]
         pieces = math.ceil(rng.left / self._per_range) if pages > self.batch_size else 1
         if spread and self.request_budget is not None and pages > 2 * MIN_PAGES:
-            spare = min(self.parallel, self.request_budget)
+            # Spread over requests the bucket lets go now, but never past about twice
+            # the requests offset pages would need for the same export.
+            spare = min(self.parallel, self.request_budget,
+                        2 * math.ceil(pages / self.batch_size) + 1)
             pieces = max(pieces, min(spare, math.ceil(rng.left / (MIN_PAGES * PAGE))))
         if pieces <= 1:
             return [(rid, pages, False)]
@@ -609,11 +612,14 @@ class IdRanges(Strategy):
             self._counts = False
         else:
             root.left = max(0, total - len(page))
-            # The first page's density against the whole span's: close means the IDs
-            # look evenly spread, so the first pieces may chain pages right away.
+            # The densities at both ends (the first page, the newest IDs) against the
+            # whole span's: close means the IDs look evenly spread, so the first pieces
+            # may chain pages right away.
             average = total / max(1, hi - ids[0] + 1)
-            local = len(page) / root.span
-            self._even = average / 3 <= local <= average * 3
+            ends = [len(page) / root.span]
+            if len(top) == PAGE and top[-1] is not None:
+                ends.append(PAGE / max(1, top[0] - top[-1] + 1))
+            self._even = all(average / 3 <= local <= average * 3 for local in ends)
         step.plans.extend(self._pack(self._work(rid, spread=True), 0))
         return step
 

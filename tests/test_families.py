@@ -240,12 +240,18 @@ LAYOUTS = {
     "geometric": lambda: sorted({int(1.0025 ** i * i) + i for i in range(1, 4001)}),
     # Dense runs of 700 separated by wide gaps.
     "islands": lambda: [k * 400_000 + j for k in range(8) for j in range(1, 701)],
+    # Both ends as sparse as the average, all the rest packed in the middle: the probe
+    # cannot tell this from even IDs.
+    "hidden cluster": lambda: ([200 * i for i in range(1, 151)] + list(range(600_001, 605_701))
+                               + [1_200_000 - 200 * i for i in range(150)]),
+    # Evenly spread at first, then packed at the top.
+    "dense top": lambda: [200 * i for i in range(1, 301)] + list(range(1_194_001, 1_199_701)),
 }
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_id_ranges_cost_at_most_twice_offset_pages_on_any_layout(portal, layout):
-    numbers = LAYOUTS[layout]()
+    numbers = sorted(LAYOUTS[layout]())
     expected = portal.load("tasks.task.list", numbers)
     with Bitrix(portal.webhook, verbose=False, **UNLIMITED) as bx:
         by_ranges, ranges_requests, ranges_commands = load_of(portal, bx, "id_ranges")
