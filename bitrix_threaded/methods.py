@@ -71,31 +71,30 @@ class ListMethod:
         return (self.filter_id is not None and self.record_id not in (None, DETECT)
                 and not self.positional and self.refused is None)
 
-    def records(self, result: Any) -> List[Any]:
-        """The records of one page's ``result``.
+    def records(self, result: Any, page: str = "") -> List[Any]:
+        """The records of one page's ``result``; ``page`` names the page in errors.
 
-        Raises :class:`InvalidResponse` naming the keys found when the page is not
-        shaped as this method's pages are (an answer not understood is never read as
-        "no records").
+        Raises :class:`~bitrix_threaded.errors.InvalidResponse` naming the keys found
+        when ``result`` is not shaped as this method's pages are (null, a string, two
+        lists, an object keyed by ID, no list where the records should be): reading it
+        as an empty page would silently end an export early. An empty list (PHP's
+        empty array) is an empty page.
         """
         key = self.items_key
         if key is None:
             if type(result) is list:
                 return result
-            if result is None:
-                return []
-            raise _unexpected(self.name, result, "a list")
-        if key == DETECT:
-            return find_records(result, self.name)
-        if type(result) is dict:
+        elif key == DETECT:
+            found = find_records(result)
+            if found is not None:
+                return found
+        elif type(result) is dict:
             value = result.get(key)
             if type(value) is list:
                 return value
-            if value is None and not result:
-                return []
-        elif result is None or result == []:
-            return []  # PHP writes an empty map as []
-        raise _unexpected(self.name, result, f"a list under {key!r}")
+        elif type(result) is list and not result:
+            return result  # PHP writes an empty map as []
+        raise _not_a_page(self.name, page, result, key)
 
     def path(self, label: str, position: int) -> str:
         """A batch reference to the ID of record ``position`` of command ``label``."""
@@ -103,38 +102,45 @@ class ListMethod:
         return f"$result[{label}]{inner}[{position}][{self.record_id}]"
 
 
-def _keys(result: Any) -> str:
-    if isinstance(result, dict):
-        names = [str(k) for k in list(result)[:8]]
-        more = ", ..." if len(result) > 8 else ""
-        return f"an object with keys {', '.join(names) or '(none)'}{more}"
-    return f"a {type(result).__name__}"
+def named_like_a_list(name: str) -> bool:
+    """Whether ``name``'s last part starts or ends with ``list`` (``crm.deal.list``,
+    ``task.elapseditem.getlist``): a page of such a method that is not understood is
+    an error, where a ``.get`` or ``.fields`` answer is simply not a list."""
+    last = name.lower().rsplit(".", 1)[-1]
+    return last.startswith("list") or last.endswith("list")
 
 
-def _unexpected(method: str, result: Any, wanted: str) -> InvalidResponse:
-    return InvalidResponse(
-        "INVALID_RESPONSE",
-        f"{method}: expected {wanted} of records in 'result', got {_keys(result)}; "
-        "this is not a list page the client understands (use call() for it)",
-        method=method,
-    )
-
-
-def find_records(result: Any, method: str = "") -> List[Any]:
-    """Records of a page whose layout is unknown: the list itself or the only list inside.
-
-    Raises :class:`InvalidResponse` naming the keys for any other shape: two or more
-    lists (which one holds the records?), an object keyed by ID, an object of scalars.
-    """
+def find_records(result: Any) -> Optional[List[Any]]:
+    """Records of a page whose layout is unknown: the list itself or the only list
+    inside; None when there is no such list (none, or two or more: which one?)."""
     if type(result) is list:
         return result
-    if result is None:
-        return []
     if type(result) is dict:
         lists = [v for v in result.values() if type(v) is list]
         if len(lists) == 1:
             return lists[0]
-    raise _unexpected(method or "list method", result, "a list, or one list inside an object,")
+    return None
+
+
+def _not_a_page(method: str, page: str, result: Any, key: Optional[str]) -> Exception:
+    # Only the shape is described: the values may echo a request URL, and with it a
+    # secret, and nothing here knows the credentials to mask them.
+    if isinstance(result, dict):
+        names = [str(k)[:40] for k in list(result)[:10]]
+        found = "an object with " + (", ".join(repr(k) for k in names) or "no keys")
+    elif result is None:
+        found = "null"
+    elif isinstance(result, str):
+        found = f"a str of {len(result)} characters"
+    else:
+        found = f"a {type(result).__name__}"
+    where = f"key {key!r} of " if key not in (None, DETECT) else ""
+    expected = f"a list of records in {where}its result" if where else "a list of records"
+    return InvalidResponse(
+        "INVALID_RESPONSE",
+        f"{method}: page {page or '(unnamed)'} is not {expected}: found {found} "
+        "(not a list page get_all() understands; use call() for it)",
+        method=method)
 
 
 # -- the families ------------------------------------------------------------------------

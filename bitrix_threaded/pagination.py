@@ -49,7 +49,7 @@ from .errors import (
     ServerError,
     TransportError,
 )
-from .methods import DETECT, ListMethod
+from .methods import DETECT, ListMethod, named_like_a_list
 from .validation import BitrixWarning
 
 PAGE = 50
@@ -89,6 +89,8 @@ class Step:
 def _transient(failure: CommandFailure) -> bool:
     """Safe to ask again: the page was not produced for a passing reason."""
     err = failure.error
+    if isinstance(err, TransportError) and not err.retryable:
+        return False
     return failure.code == "NOT_EXECUTED" or isinstance(
         err, (OperationTimeLimit, QueryLimitExceeded, OverloadLimit, ServerError, TransportError)
     )
@@ -271,8 +273,9 @@ class OffsetPages(Strategy):
     Records are de-duplicated by ID (``ID`` or ``id``, as the method's records carry
     it, found on the first page for unknown methods) or by the fields that identify
     records without an ID; a warning is issued when the number of records differs from
-    the last ``total`` seen. An unknown method whose first reply is an object without
-    ``total`` is not a list: :class:`NotAList` is raised.
+    the first ``total``. An unknown method not named like a list (``crm.deal.get``)
+    whose first reply is an object without ``total`` is not a list: :class:`NotAList`
+    is raised.
     """
 
     name = "offset"
@@ -347,9 +350,10 @@ class OffsetPages(Strategy):
             total = outcome.totals.get(position)
             first = offset == 0 and plan.tag == 0
             if (first and total is None and self.method.items_key == DETECT
-                    and type(result) is not list and result is not None):
+                    and type(result) is not list and result is not None
+                    and not named_like_a_list(self.method.name)):
                 raise NotAList(self.method.name, result)
-            page = self.method.records(result)
+            page = self.method.records(result, f"start={offset}")
             self._page(step, offset, page)
             if first:
                 self.total = self._first_total = total
@@ -586,7 +590,7 @@ class IdRanges(Strategy):
                 step.plans.append(Plan(plan.commands, tag="probe", attempt=plan.attempt + 1))
                 return step
             _raise(failure)
-        page = self.method.records(outcome.results.get(0))
+        page = self.method.records(outcome.results.get(0), "start=0")
         ids = self._ids(page)
         step.records.extend(zip(ids, page))
         total = outcome.totals.get(0) or None
@@ -597,7 +601,7 @@ class IdRanges(Strategy):
             return step
         if ids[-1] is None or ids[0] is None:
             raise _no_ids(self.method)
-        top = self._ids(self.method.records(outcome.results.get(1)))
+        top = self._ids(self.method.records(outcome.results.get(1), "newest ID"))
         if not top:
             return step  # the records above were deleted meanwhile
         if top[0] is None:
@@ -632,6 +636,7 @@ class IdRanges(Strategy):
         for rid, first, n, counted in plan.tag[1]:
             rng = self._ranges[rid]
             finished = False
+            after = rng.lo
             for position in range(first, first + n):
                 if position in failed:
                     failure = failed[position]
@@ -639,7 +644,8 @@ class IdRanges(Strategy):
                         stalled.append(rid)
                         break
                     _raise(failure)
-                page = self.method.records(outcome.results.get(position))
+                page = self.method.records(outcome.results.get(position),
+                                           f"{position - first + 1} of the range after ID {after}")
                 ids = self._ids(page)
                 lo, hi = rng.lo, rng.hi
                 records.extend((i, record) for i, record in zip(ids, page)
@@ -732,7 +738,8 @@ class IdList(Strategy):
                     retry.append(command)
                     continue
                 _raise(failure)
-            for record in self.method.records(outcome.results[position]):
+            for record in self.method.records(outcome.results[position],
+                                              f"{position + 1} of an ID-list batch"):
                 rid = _int_id(record.get(key)) if type(record) is dict else None
                 if rid not in wanted:
                     raise InvalidResponse(

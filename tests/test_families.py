@@ -166,10 +166,10 @@ def test_chat_families_with_their_own_navigation_are_refused_naming_the_call(
 @pytest.mark.parametrize("call", CALLS)
 @pytest.mark.parametrize("result, keys", [
     ({"items": [{"id": 1}], "messagesAutoDeleteConfigs": [{"chatId": 1}]},
-     "items, messagesAutoDeleteConfigs"),
+     "'items', 'messagesAutoDeleteConfigs'"),
     ({"chat_id": 5, "messages": [{"id": 1}], "users": [{"id": 2}], "files": []},
-     "chat_id, messages, users, files"),
-    ({"103": {"id": 103}, "104": {"id": 104}}, "103, 104"),
+     "'chat_id', 'messages', 'users', 'files'"),
+    ({"103": {"id": 103}, "104": {"id": 104}}, "'103', '104'"),
 ])
 def test_unknown_shapes_raise_naming_the_keys(portal, bx, call, result, keys):
     portal.static["vendor.odd.list"] = {"result": result, "total": 2}
