@@ -109,12 +109,12 @@ def test_id_ranges_waste_few_pages_on_a_large_export():
     assert len(sent) <= 1.25 * 100000 / 2500
 
 
-def test_id_ranges_rebalance_keeps_every_worker_busy_and_splits_the_longest():
+def test_id_ranges_split_a_large_export_into_many_pieces():
     store = DataStore(deals=20000, seed=9)
     strategy = IdRanges(DEALS, {}, batch_size=10, parallel=6)
     pairs, sent = run(strategy, store, seed=4)
     assert sorted(ids_of(pairs)) == store.ids("deal")
-    assert len(strategy._ranges) > 6  # ranges were split as others finished
+    assert len(strategy._ranges) > 6  # cut by the counts into batch-sized pieces
     assert sum(len(p.commands) for p in sent) <= 1.6 * 20000 / 50
 
 
