@@ -362,3 +362,30 @@ def test_async_token_func_failure_is_an_auth_error_without_its_text(fake_portal)
         asyncio.run(main())
     assert "secret-refresh-token-value" not in str(failed.value)
     assert failed.value.__cause__ is None and failed.value.__suppress_context__
+
+
+def test_progress_bars_follow_the_sync_rules(fake_portal, capsys):
+    deal_ids = fake_portal.ids("deal")
+
+    def bars(run):
+        capsys.readouterr()
+        run()
+        return capsys.readouterr().err
+
+    with Bitrix(fake_portal.webhook, verbose=True) as bx:
+        sync_list = bars(lambda: bx.get_all("crm.deal.list"))
+        sync_one = bars(lambda: bx.call("crm.deal.get", {"ID": deal_ids[0]}))
+
+    async def main(verbose):
+        async with AsyncBitrix(fake_portal.webhook, verbose=verbose) as abx:
+            capsys.readouterr()
+            await abx.get_all("crm.deal.list")
+            listed = capsys.readouterr().err
+            await abx.call("crm.deal.get", {"ID": deal_ids[0]})
+            return listed, capsys.readouterr().err
+
+    async_list, async_one = asyncio.run(main(True))
+    quiet_list, _ = asyncio.run(main(False))
+    assert "crm.deal.list" in sync_list and "crm.deal.list" in async_list
+    assert sync_one == async_one == ""
+    assert quiet_list == ""
