@@ -301,6 +301,9 @@ async def _await_stoppable(future: Future, token: CancelToken) -> Any:
     try:
         return await asyncio.shield(waiting)
     except asyncio.CancelledError as cancelled:
+        if waiting.cancelled() and not _task_cancelling():
+            # The engine dropped the queued work (it was closed), not our task.
+            raise ClientClosed() from None
         token.cancel(_TASK_CANCELLED)
         future.cancel()  # not started yet: it never runs
         await _settle(waiting)
@@ -309,6 +312,13 @@ async def _await_stoppable(future: Future, token: CancelToken) -> Any:
             _report_partial(error)  # type: ignore[arg-type]
             raise cancelled from error
         raise
+
+
+def _task_cancelling() -> bool:
+    """True when the current task has a cancellation pending (known on Python 3.11+)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling()) if cancelling is not None else False
 
 
 async def _in_helper_thread(fn: Callable[[], None]) -> None:

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from bitrix_threaded import AsyncBitrix, BatchError, Bitrix
+from bitrix_threaded import AsyncBitrix, BatchError, Bitrix, ClientClosed
 from bitrix_threaded.testing import FakePortal
 
 WORKERS = 3
@@ -243,3 +243,26 @@ def test_the_loop_keeps_running_during_a_large_get_all():
         records, during = asyncio.run(main())
     assert len(records) == 20_000
     assert during >= 5
+
+
+def test_closing_the_shared_client_ends_awaiting_calls_with_client_closed(fake_portal_factory):
+    portal = slow_portal(fake_portal_factory, deals=200)
+    bx = Bitrix(portal.webhook, verbose=False, request_pool_size=4, requests_per_second=20,
+                max_workers=1)
+    abx = AsyncBitrix.from_client(bx)
+    ids = portal.ids("deal")
+
+    async def main():
+        calls = [asyncio.ensure_future(abx.call("crm.deal.get", {"ID": i})) for i in ids[:20]]
+        calls.append(asyncio.ensure_future(abx.get_all("crm.deal.list")))
+        await until_requests(portal, 3)
+        closing = threading.Thread(target=bx.close)
+        closing.start()
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        closing.join()
+        return outcomes
+
+    outcomes = asyncio.run(main())
+    stopped = [o for o in outcomes if isinstance(o, BaseException)]
+    assert stopped, "the close came after every call had finished"
+    assert all(isinstance(o, ClientClosed) for o in stopped), stopped
