@@ -271,10 +271,11 @@ class AsyncBitrix:
             with cancel_scope(token):  # the engine reads the scope when the iterator is made
                 records = self.sync.iter_all(method, params, strategy=strategy, ids=ids,
                                              max_in_flight=max_in_flight)
+                context = contextvars.copy_context()
         except BaseException:
             token.detach()
             raise
-        return AsyncRecords(records, token, self._pool,
+        return AsyncRecords(records, token, self._pool, context=context,
                             handoff=handoff_size(self.sync.batch_size),
                             stopped_error=functools.partial(_stopped_error, token, method))
 

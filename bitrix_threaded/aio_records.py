@@ -15,12 +15,16 @@ being garbage-collected) cancels the call's token, so the engine sends nothing n
 and tells the reader to close the generator, which gives up the pages not yet sent.
 ``aclose()`` and a cancelled ``__anext__`` return only once the reader has stopped.
 
+The reader runs in a copy of the caller's :mod:`contextvars` context, taken when the
+iterator was made.
+
 Thread safety: one consumer at a time (like any iterator); the reader and the loop
 share state through one ``threading.Condition``.
 """
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import weakref
 from collections import deque
@@ -128,8 +132,10 @@ class AsyncRecords:
 
     def __init__(self, records: Iterator[Any], token: CancelToken,
                  pool: Callable[[], ThreadPoolExecutor], *, handoff: int,
-                 stopped_error: Callable[[], BaseException]) -> None:
+                 stopped_error: Callable[[], BaseException],
+                 context: Optional[contextvars.Context] = None) -> None:
         self._reader = _Reader(records, handoff)
+        self._context = context or contextvars.copy_context()
         self._token = token
         self._pool = pool
         self._stopped_error = stopped_error
@@ -151,7 +157,7 @@ class AsyncRecords:
             if self._token.cancelled:
                 await self._finish()
                 raise self._stopped_error()
-            self._running = self._pool().submit(self._reader.run)
+            self._running = self._pool().submit(self._context.run, self._reader.run)
         loop = asyncio.get_running_loop()
         while True:
             items, done, waiter = self._reader.take(loop)

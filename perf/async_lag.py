@@ -10,10 +10,10 @@ process (as in bench.py), so only the client shares the interpreter with the loo
 
 Beside it, two references. "sync thread": the sync client's get_all in a plain
 thread of this process (what ``asyncio.to_thread`` does): the same engine sharing the
-interpreter, without the facade. "control": the same export by the sync client in a separate process while the ticker
-runs here. That work shares the CPUs but not the interpreter, so its lag is what the
-machine's load alone costs; the difference to the AsyncBitrix figure is the lag that
-sharing the interpreter (the GIL) adds.
+interpreter, without the facade. "control": the same export by the sync client in a
+separate process while the ticker runs here. That work shares the CPUs but not the
+interpreter, so its lag is what the machine's load alone costs; the difference to the
+AsyncBitrix figure is the lag that sharing the interpreter (the GIL) adds.
 
 Profiles: ``light`` with the standard limits at ``--time-scale`` (the real pace of an
 export), and ``instant`` with limits off (pages as fast as the client takes them: the

@@ -273,6 +273,14 @@ def test_contextvars_reach_the_work(fake_portal):
             seen.append(("get_all", REQUEST_ID.get(), threading.current_thread().name))
             return super().get_all(*args, **kwargs)
 
+        def iter_all(self, *args, **kwargs):
+            records = super().iter_all(*args, **kwargs)
+
+            def reading():
+                seen.append(("iter_all", REQUEST_ID.get(), threading.current_thread().name))
+                yield from records
+            return reading()
+
     class Capture(logging.Handler):
         def emit(self, record):
             seen.append(("log", REQUEST_ID.get(), threading.current_thread().name))
@@ -285,6 +293,8 @@ def test_contextvars_reach_the_work(fake_portal):
         async def handle(request_id):
             REQUEST_ID.set(request_id)
             await abx.get_all("crm.deal.list", {"select": ["ID"]})
+            async for _ in abx.iter_all("crm.deal.list", {"select": ["ID"]}):
+                pass
             with pytest.raises(BitrixError):
                 await abx.call("no.such.method")  # logged by the engine as it gives up
 
@@ -299,6 +309,7 @@ def test_contextvars_reach_the_work(fake_portal):
             logger.removeHandler(handler)
     loop_thread = threading.current_thread().name
     assert sorted(v for kind, v, _ in seen if kind == "get_all") == ["r1", "r2"]
+    assert sorted(v for kind, v, _ in seen if kind == "iter_all") == ["r1", "r2"]
     assert {v for kind, v, _ in seen if kind == "log"} >= {"r1", "r2"}
     assert all(name != loop_thread for _, _, name in seen)  # the loop never did the work
     # the library's own threads, never the loop's default executor
