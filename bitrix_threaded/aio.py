@@ -53,7 +53,7 @@ from typing import (
 
 from .cancel import CancelToken, cancel_scope
 from .client import Bitrix, ItemList, StrategyChoice
-from .errors import BatchError, Cancelled, ClientClosed
+from .errors import BatchError, ClientClosed
 from .aio_records import AsyncRecords, handoff_size
 
 log = logging.getLogger("bitrix_threaded")
@@ -66,17 +66,10 @@ _CLOSED = "the client is closed"
 _TASK_CANCELLED = "the awaiting task was cancelled"
 
 
-def _stopped_error(token: CancelToken, method: Optional[str]) -> Cancelled:
-    if token.reason == _CLOSED:
-        return ClientClosed(method=method)
-    return Cancelled(method=method)
-
-
 def _in_scope(token: CancelToken, method: Optional[str], fn: Callable[..., Any],
               *args: Any, **kwargs: Any) -> Any:
     """Run ``fn`` with ``token`` as the engine's cancel scope; refuse if already cancelled."""
-    if token.cancelled:  # cancelled while waiting for a thread: send nothing at all
-        raise _stopped_error(token, method)
+    token.raise_if_cancelled(method)  # cancelled while waiting for a thread: send nothing
     with cancel_scope(token):
         return fn(*args, **kwargs)
 
@@ -184,7 +177,7 @@ class AsyncBitrix:
                 return
             self._closed = True
             executor, self._executor = self._executor, None
-        self._token.cancel(_CLOSED)
+        self._token.cancel(_CLOSED, closed=True)
 
         def shut_down() -> None:
             if executor is not None:
@@ -277,7 +270,7 @@ class AsyncBitrix:
             raise
         return AsyncRecords(records, token, self._pool, context=context,
                             handoff=handoff_size(self.sync.batch_size),
-                            stopped_error=functools.partial(_stopped_error, token, method))
+                            stopped_error=functools.partial(token.error, method))
 
     @contextlib.asynccontextmanager
     async def slow(self, max_concurrent_requests: int = 1) -> AsyncIterator["AsyncBitrix"]:
