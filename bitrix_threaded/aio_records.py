@@ -63,6 +63,7 @@ class _Reader:
         self._done = False
         self._error: Optional[BaseException] = None
         self._stopping = False
+        self._exhausted = False
         self._waiter: Optional[_Waiter] = None
 
     # -- reader thread -----------------------------------------------------------------
@@ -79,6 +80,8 @@ class _Reader:
                     waiter, self._waiter = self._waiter, None
                 if waiter is not None:
                     waiter[0].call_soon_threadsafe(_wake, waiter[1])
+            else:
+                self._exhausted = True
         except BaseException as exc:  # handed to the loop side, raised there
             self._error = exc
         finally:
@@ -109,6 +112,11 @@ class _Reader:
     @property
     def error(self) -> Optional[BaseException]:
         return self._error
+
+    @property
+    def exhausted(self) -> bool:
+        """True once every record was read (not stopped early, no error)."""
+        return self._exhausted
 
     def stop(self) -> None:
         """Ask the reader to close the iterator at its next record; never blocks."""
@@ -144,6 +152,9 @@ class AsyncRecords:
         self._closed = False
         # Dropped without aclose(): stop sending, let the reader wind down on its own.
         self._finalizer = weakref.finalize(self, _stop_unread, token, self._reader)
+        # Cancelled from elsewhere (the client closed): a reader waiting for the loop
+        # to take records must not wait for ever.
+        token.on_cancel(self._reader.stop)
 
     def __aiter__(self) -> "AsyncRecords":
         return self
@@ -169,6 +180,8 @@ class AsyncRecords:
                 error = self._reader.error
                 if error is not None:
                     raise error
+                if not self._reader.exhausted:  # stopped by its token, not by us
+                    raise self._stopped_error()
                 raise StopAsyncIteration
             try:
                 await waiter  # type: ignore[misc]

@@ -266,3 +266,21 @@ def test_closing_the_shared_client_ends_awaiting_calls_with_client_closed(fake_p
     stopped = [o for o in outcomes if isinstance(o, BaseException)]
     assert stopped, "the close came after every call had finished"
     assert all(isinstance(o, ClientClosed) for o in stopped), stopped
+
+
+def test_aclose_of_the_client_stops_a_paused_async_for(fake_portal_factory):
+    portal = fake_portal_factory(deals=5000)
+    abx = AsyncBitrix(portal.webhook, verbose=False, batch_size=2,
+                      requests_per_second=10_000.0, request_pool_size=10_000)
+
+    async def main():
+        records = abx.iter_all("crm.deal.list", {"select": ["ID"]}, max_in_flight=2)
+        first = await records.__anext__()
+        await asyncio.sleep(0.1)  # the reader fills its hand-over buffer and waits
+        await asyncio.wait_for(abx.aclose(), timeout=30)
+        with pytest.raises(ClientClosed):
+            async for _ in records:
+                pass
+        return first
+
+    assert "ID" in asyncio.run(main())
