@@ -43,6 +43,7 @@ class CancelToken:
         self._reason: Optional[str] = None
         self._closed = False
         self._followed: List[Callable[[], None]] = []
+        self._detach_from_parent: Optional[Callable[[], None]] = None
         self._callbacks: List[Callable[[], None]] = []
         self._parent = parent
         if parent is not None:

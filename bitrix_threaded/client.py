@@ -171,16 +171,15 @@ class Bitrix:
         margin = min(request_pool_size - 1.0, 1.0 + 0.1 * float(requests_per_second))
         self.bucket = LeakyBucket(request_pool_size, float(requests_per_second), clock=clock,
                                   margin=max(0.0, margin))
-        # The portal frees a method's time one minute-bucket at a time (a tenth of the
-        # window, 60 s of 600 at the standard 480 s limit): estimates decay at that
-        # pace. A 429 without a reset time holds the method for the whole window.
+        # A method blocked (429) with no reset time known is held for the whole window:
+        # only then is its time certainly freed.
         span = float(operating_window) if operating_window is not None else \
             float(operating_time_limit) * 1.25
         self._bars: List[tqdm] = []
         self._bars_lock = threading.Lock()
         self.window = OperatingWindow(
             float(operating_time_limit), clock=clock, enabled=respect_velocity_policy,
-            default_block=span / 10, span=span, on_wait=self._announce_wait,
+            default_block=span, span=span, on_wait=self._announce_wait,
         )
         self.gate = ConcurrencyGate(workers)
         self._runner = Runner(

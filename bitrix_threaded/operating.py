@@ -236,7 +236,6 @@ class OperatingWindow:
 
         self._store.transact((key,), transaction)
 
-
     def _decayed_max(self, known: float | None, at: float, cost: float, now: float) -> float:
         if known is None:
             return cost
@@ -344,7 +343,7 @@ class OperatingWindow:
         self._store.transact(ticket.methods, transaction)
 
     @contextlib.contextmanager
-    def hold(self, methods: Mapping[str, int],
+    def hold(self, methods: Mapping[object, int],
              token: CancelToken | None = None) -> Iterator[WindowTicket]:
         """``with window.hold({"crm.deal.list": 50}):`` — acquire, and release on exit."""
         ticket = self.acquire(methods, token)
@@ -511,7 +510,6 @@ class OperatingWindow:
 
     def __repr__(self) -> str:
         return f"OperatingWindow(limit={self._limit}, enabled={self._enabled})"
-
 
 
 def _method_key(method: object) -> str:

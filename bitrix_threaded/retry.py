@@ -25,7 +25,8 @@ from .errors import (
     TransportError,
 )
 
-__all__ = ["READ_SEGMENTS", "RetryDecision", "RetryPolicy", "RetryState", "is_write_method", "jittered"]
+__all__ = ["READ_SEGMENTS", "RetryDecision", "RetryPolicy", "RetryState", "is_write_method",
+           "jittered"]
 
 READ_SEGMENTS = frozenset({
     "access", "count", "current", "fields", "get", "getfields", "getlist", "info", "list",

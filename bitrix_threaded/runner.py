@@ -205,10 +205,8 @@ class Runner:
                     self.gate.penalize()
                 elif isinstance(err, OperationTimeLimit):
                     # A batch is never charged itself: hold back the methods it carries,
-                    # until the reset the server gave, or else for a whole window.
+                    # until the reset the server gave (else the window decides).
                     reset_in = self._reset_in(err)
-                    if reset_in is None:
-                        reset_in = self.window.span
                     for blocked in {k[0] if isinstance(k, tuple) else k for k in counts}:
                         self.window.block(blocked, reset_in)
                 retry = retry.increment(err, write=write)
@@ -406,7 +404,10 @@ class Runner:
             token.cancel("interrupted")
         finally:
             unregister()
-        if not token.cancelled:
+        unfinished = interrupt is not None or any(
+            i not in results and (i not in final or isinstance(final[i].error, Cancelled))
+            for i in range(len(commands)))
+        if not token.cancelled or not unfinished:
             return results, [final[i] for i in sorted(final)]
         self._stop(commands, running, results, final, states, progress, method, token,
                    interrupt)
@@ -452,7 +453,7 @@ class Runner:
         if running and writes:
             done, not_done = wait(list(running), timeout=self.stop_grace)
             for future in done:
-                chunk = running.pop(future)
+                running.pop(future)
                 self._absorb(future.result(), results, final, states, [], progress)
             for chunk in running.values():
                 on_wire.update(i for i, _ in chunk)
@@ -467,21 +468,23 @@ class Runner:
                 failures.append(failure)
                 continue
             executed = None if index in on_wire else False
-            error = type(stopped)(stopped.description, method=command.method,
-                                  executed=executed)
-            failures.append(CommandFailure(index, command_label(index), command.method, error))
-        error: BaseException = stopped
+            unsent = type(stopped)(stopped.description, method=command.method,
+                                   executed=executed)
+            failures.append(CommandFailure(index, command_label(index), command.method, unsent))
+        report: Optional[BatchError] = None
         if writes and sent_any:
-            error = BatchError(failures, results, total=len(commands), method=method)
-            error.__cause__ = stopped
+            report = BatchError(failures, results, total=len(commands), method=method)
+            report.__cause__ = stopped
             log.warning("%s stopped (%s): %d done, %d not executed, %d ambiguous",
                         method or "call", token.reason, len(results),
-                        len(error.not_executed), len(error.ambiguous))
+                        len(report.not_executed), len(report.ambiguous))
         if interrupt is not None:
-            if isinstance(error, BatchError):
-                interrupt.__cause__ = error
+            if report is not None:
+                interrupt.__cause__ = report
             raise interrupt
-        raise error
+        if report is not None:
+            raise report
+        raise stopped
 
 
 def _resolve(future: Future) -> None:

@@ -91,11 +91,20 @@ def _bt_options(spec: Dict[str, Any]) -> Dict[str, Any]:
                 operating_time_limit=float(UNLIMITED))
 
 
+def _note_json_backend(spec: Dict[str, Any]) -> None:
+    try:
+        from bitrix_threaded import jsoncodec
+        spec["json_backend"] = jsoncodec.BACKEND
+    except ImportError:  # a commit from before the 'fast' extra
+        spec["json_backend"] = "json"
+
+
 def _bitrix_threaded(spec: Dict[str, Any]):
     import bitrix_threaded
     from bitrix_threaded import Bitrix
 
     spec["library_file"] = bitrix_threaded.__file__
+    _note_json_backend(spec)
     client = Bitrix(spec["webhook"], **_bt_options(spec))
     job = spec["job"]
     params = spec.get("params") or {}
@@ -149,6 +158,7 @@ def _bitrix_threaded_async(spec: Dict[str, Any]):
     from bitrix_threaded import AsyncBitrix
 
     spec["library_file"] = bitrix_threaded.__file__
+    _note_json_backend(spec)
     if spec["job"] != "get_all":
         raise ValueError(f"the async contender has no job {spec['job']!r}")
     client = AsyncBitrix(spec["webhook"], **_bt_options(spec))
@@ -313,8 +323,9 @@ def main(argv: List[str]) -> int:
         result["cpu_user"] = marks["user1"] - marks["user0"]
         result["cpu_sys"] = marks["sys1"] - marks["sys0"]
     result["maxrss_kb"] = usage.ru_maxrss
-    if "library_file" in spec:
-        result["library_file"] = spec["library_file"]
+    for key in ("library_file", "json_backend"):
+        if key in spec:
+            result[key] = spec[key]
     result.update(fp.as_dict() if fp else {"records": 0, "unique": 0, "id_sum": 0, "id_sq": 0})
     sys.stdout.write("\n" + json.dumps(result) + "\n")
     sys.stdout.flush()
