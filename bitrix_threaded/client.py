@@ -172,14 +172,16 @@ class Bitrix:
         self.bucket = LeakyBucket(request_pool_size, float(requests_per_second), clock=clock,
                                   margin=max(0.0, margin))
         # A method blocked (429) with no reset time known is held for the whole window:
-        # only then is its time certainly freed.
+        # only then is its time certainly freed. Cost estimates decay as the portal
+        # frees time, one minute-bucket (a tenth of the window) at a time.
         span = float(operating_window) if operating_window is not None else \
             float(operating_time_limit) * 1.25
         self._bars: List[tqdm] = []
         self._bars_lock = threading.Lock()
         self.window = OperatingWindow(
             float(operating_time_limit), clock=clock, enabled=respect_velocity_policy,
-            default_block=span, span=span, on_wait=self._announce_wait,
+            default_block=span, cost_half_life=span / 10, span=span,
+            on_wait=self._announce_wait,
         )
         self.gate = ConcurrencyGate(workers)
         self._runner = Runner(

@@ -37,7 +37,7 @@ def by_close(name: str, scale: float, after: float) -> dict:
         bx = Bitrix(portal.webhook, verbose=False, requests_per_second=2.0 / scale,
                     operating_time_limit=480 * scale)
         ids = portal.ids("deal")[:10_000]
-        items = [{"fields": {"TITLE": f"d{i}"}} for i in range(1000)]
+        items = [{"fields": {"TITLE": f"d{i}"}} for i in range(5000)]
         box = {}
 
         def run():
@@ -69,7 +69,7 @@ def by_ctrl_c(name: str, scale: float, after: float) -> dict:
         bx = Bitrix(portal.webhook, verbose=False, requests_per_second=2.0 / scale,
                     operating_time_limit=480 * scale)
         ids = portal.ids("deal")[:10_000]
-        items = [{"fields": {"TITLE": f"d{i}"}} for i in range(1000)]
+        items = [{"fields": {"TITLE": f"d{i}"}} for i in range(5000)]
         before_deals = portal.count("deal")
         timer = threading.Timer(after, lambda: os.kill(os.getpid(), signal.SIGINT))
         state = {}

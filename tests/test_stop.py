@@ -171,7 +171,16 @@ def interrupt_soon(portal: FakePortal, requests: int) -> threading.Thread:
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
                     reason="signals reach the main thread only")
 @pytest.mark.parametrize("name", ["get_by_ID", "call_list", "get_all", "write"])
-def test_ctrl_c_stops_the_call_in_the_main_thread(name):
+def test_ctrl_c_stops_the_call_in_the_main_thread(name, monkeypatch):
+    # A run started in the background by a shell ignores SIGINT: restore Python's handler.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        ctrl_c_stops(name)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def ctrl_c_stops(name):
     with portal_with(deals=3000) as portal:
         bx = client(portal)
         ids = portal.ids("deal")
