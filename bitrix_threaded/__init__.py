@@ -1,11 +1,14 @@
 """bitrix_threaded: a sync-native, thread-pool client for the Bitrix24 REST API.
 
-``Bitrix`` is the one entry point; the exceptions, strategies and limiter pieces are
-exported for callers that catch, choose or tune them.
+``Bitrix`` is the entry point and ``AsyncBitrix`` its async facade on the same engine;
+the exceptions, strategies and limiter pieces are exported for callers that catch,
+choose or tune them.
 """
 
 import logging
 
+from .aio import AsyncBitrix, BitrixAsync
+from .aio_records import AsyncRecords
 from .auth import TokenSet
 from .client import Bitrix
 from .clock import Clock, ManualClock, SystemClock
@@ -46,9 +49,12 @@ logging.getLogger("bitrix_threaded").addHandler(logging.NullHandler())
 
 __all__ = [
     "AccessDenied",
+    "AsyncBitrix",
+    "AsyncRecords",
     "AuthError",
     "BatchError",
     "Bitrix",
+    "BitrixAsync",
     "BitrixError",
     "BitrixWarning",
     "Cancelled",
