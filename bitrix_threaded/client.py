@@ -35,6 +35,7 @@ from .methods import ListMethod, list_method
 from .pagination import STRATEGIES, IdList, IdRanges, OffsetPages, Strategy
 from .retry import RetryPolicy, is_write_method
 from .runner import Runner
+from .shared_limits import SharedLimits
 from .transport import Timeout, Transport
 from .validation import BitrixWarning, check_method, check_params, expect
 
@@ -102,6 +103,15 @@ class Bitrix:
 
     ``ssl``: True to verify certificates, False not to, or a CA bundle path.
     ``verbose``: tqdm progress bars on multi-item calls.
+
+    Several processes or hosts: ``shared_limits`` (a ``redis://`` URL or a
+    ``redis.Redis`` client; default ``$BITRIX_SHARED_LIMITS``; False: never) makes
+    every client on the same Redis and portal share one leaky bucket, one
+    operating window per application and method, and OAuth rotations (needs the
+    ``redis`` extra). ``shared_limits_fallback``: while Redis is unavailable,
+    ``"local"`` limits each process to a quarter of the rate (a number in (0, 1]:
+    that share), ``"raise"`` stops with ``SharedLimitsUnavailable``. ``bucket_key``
+    separates the bucket of hosts with their own public address.
     """
 
     def __init__(
@@ -127,6 +137,9 @@ class Bitrix:
         max_workers: Optional[int] = None,
         retry: Optional[RetryPolicy] = None,
         clock: Clock = SYSTEM_CLOCK,
+        shared_limits: Any = None,
+        shared_limits_fallback: Union[str, float] = "local",
+        bucket_key: Optional[str] = None,
     ):
         expect("verbose", verbose, bool)
         expect("respect_velocity_policy", respect_velocity_policy, bool)
@@ -155,6 +168,18 @@ class Bitrix:
             webhook, token_func, client_id, client_secret, refresh_token, access_token,
             oauth_token_url, on_token_refresh,
         )
+        self.shared_limits = SharedLimits.resolve(
+            shared_limits, fallback=shared_limits_fallback, bucket_key=bucket_key, clock=clock)
+        shared_keys = None
+        if self.shared_limits is not None:
+            shared_keys = self.shared_limits.keyspace(
+                self.credentials.base_url, *_app_identity(self.credentials))
+            if isinstance(self.credentials, OAuthRefresher):
+                # The same credentials, with refreshes coordinated through Redis.
+                self.credentials = self.shared_limits.oauth(
+                    shared_keys, webhook, client_id=client_id, client_secret=client_secret,
+                    refresh_token=refresh_token, access_token=access_token,
+                    token_url=oauth_token_url, on_refresh=on_token_refresh)
         self.verbose = verbose
         self.batch_size = batch_size
         self.respect_velocity_policy = respect_velocity_policy
@@ -167,16 +192,25 @@ class Bitrix:
         # The portal counts a request when it arrives, not when we send it: requests
         # sent apart can arrive together. Keep one request plus 0.1 s of drain free.
         margin = min(request_pool_size - 1.0, 1.0 + 0.1 * float(requests_per_second))
-        self.bucket = LeakyBucket(request_pool_size, float(requests_per_second), clock=clock,
-                                  margin=max(0.0, margin))
+        bucket_settings = dict(capacity=request_pool_size, rate=float(requests_per_second),
+                               clock=clock, margin=max(0.0, margin))
         # The portal frees a method's time one minute-bucket at a time (a tenth of the
         # window, 60 s of 600 at the standard 480 s limit): without a reset time from
         # the server, wait about that long before trying the method again.
-        self.window = OperatingWindow(
-            float(operating_time_limit), clock=clock, enabled=respect_velocity_policy,
+        window_settings = dict(
+            limit=float(operating_time_limit), clock=clock, enabled=respect_velocity_policy,
             default_block=float(operating_time_limit) / 8,
             span=None if operating_window is None else float(operating_window),
         )
+        self.bucket: Any
+        self.window: Any
+        if self.shared_limits is None or shared_keys is None:
+            self.bucket = LeakyBucket(**bucket_settings)  # type: ignore[arg-type]
+            self.window = OperatingWindow(**window_settings)  # type: ignore[arg-type]
+        else:
+            del bucket_settings["clock"], window_settings["clock"]
+            self.bucket = self.shared_limits.bucket(shared_keys, **bucket_settings)
+            self.window = self.shared_limits.window(shared_keys, **window_settings)
         self.gate = ConcurrencyGate(workers)
         self._runner = Runner(
             self.transport,
@@ -226,6 +260,8 @@ class Bitrix:
         """Stop the worker threads and close every HTTP session. Idempotent."""
         self._runner.close()
         self.transport.close()
+        if self.shared_limits is not None:
+            self.shared_limits.close()
 
     def __enter__(self) -> "Bitrix":
         return self
@@ -525,11 +561,28 @@ class Bitrix:
 
     def stats(self) -> Dict[str, Any]:
         """The limiter's view: bucket rate, concurrency, per-method operating budgets."""
-        return {
+        stats = {
             "requests_per_second": self.bucket.current_rate,
             "concurrency": self.gate.effective_limit,
             "operating": self.window.snapshot(),
         }
+        if self.shared_limits is not None:
+            stats["shared_limits"] = {
+                "redis_up": self.shared_limits.link.up,
+                "round_trips": self.shared_limits.round_trips,
+                "outages": self.shared_limits.link.outages,
+            }
+        return stats
+
+
+def _app_identity(credentials: Credentials) -> Tuple[str, ...]:
+    """What names the application whose operating time the portal counts; only its
+    hash reaches Redis."""
+    if isinstance(credentials, Webhook):
+        return ("webhook", str(credentials.user_id), *credentials.secrets())
+    if isinstance(credentials, OAuthRefresher):
+        return ("oauth", credentials.client_id)
+    return ("token", type(credentials).__name__)
 
 
 __all__: Tuple[str, ...] = ("Bitrix",)
