@@ -10,9 +10,10 @@ together stay under the portal's limit.
 from __future__ import annotations
 
 import threading
+from typing import Optional
 
-
-from ..clock import Clock
+from ..cancel import CancelToken
+from ..clock import Clock, wait_on
 from ..limiter import LeakyBucket
 from .keys import KeySpace
 from .link import DOWN, RedisLink
@@ -108,11 +109,17 @@ class SharedBucket:
         """Book the next free slot; return the monotonic time at which to send."""
         return self._clock.monotonic() + self.reserve()
 
-    def acquire(self) -> float:
-        """:meth:`reserve`, then sleep until the slot; return the seconds waited."""
+    def acquire(self, token: Optional[CancelToken] = None) -> float:
+        """:meth:`reserve`, then wait until the slot; return the seconds waited.
+
+        With a ``token``, the wait ends early when it is cancelled and the token's
+        error is raised (the booked slot is then left unused).
+        """
+        if token is not None:
+            token.raise_if_cancelled()
         wait = self.reserve()
-        if wait > 0:
-            self._clock.sleep(wait)
+        if wait > 0 and wait_on(self._clock, wait, token) and token is not None:
+            raise token.error()
         return wait
 
     def penalize(self) -> None:

@@ -20,7 +20,8 @@ import os
 import threading
 from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
-from ..clock import Clock
+from ..cancel import CancelToken
+from ..clock import Clock, wait_on
 from ..limiter import OperatingWindow
 from .keys import KeySpace
 from .link import DOWN, RedisLink
@@ -143,30 +144,38 @@ class SharedWindow:
         """Seconds the in-process view says a request must wait (for logs and tests)."""
         return self._local.delay(methods)
 
-    def acquire(self, methods: Mapping[object, int]) -> SharedTicket:
-        """Wait until every method has room, book the commands as in flight, return a ticket."""
+    def acquire(self, methods: Mapping[object, int],
+                token: Optional[CancelToken] = None) -> SharedTicket:
+        """Wait until every method has room, book the commands as in flight, return a ticket.
+
+        A cancelled ``token`` ends the wait and raises its error, nothing booked.
+        """
         counts = _counts(methods)
         if not self._local.enabled or not counts:
+            ticket = self._local.acquire(methods, token)
             self._opened()
-            return SharedTicket(self, None, counts, {}, self._local.acquire(methods))
+            return SharedTicket(self, None, counts, {}, ticket)
         names = sorted(counts)
         keys: List[str] = []
         for name in names:
             keys += [self._keys.window(name), self._keys.leases(name)]
         while True:
+            if token is not None:
+                token.raise_if_cancelled()
             lease = self._lease_id()
             args = [_us(self._local.threshold), self._lease_us, lease, _us(self._poll),
                     self._key_ttl_ms] + [counts[name] for name in names]
             reply = self._link.call(lambda: self._scripts.run("acquire", keys, args))
             if reply is DOWN:
-                ticket = self._local.acquire(methods)
+                ticket = self._local.acquire(methods, token)
                 self._opened()
                 return SharedTicket(self, None, counts, {}, ticket)
             numbers = as_ints(reply)
             if numbers[0] == 0:
                 self._opened()
                 return SharedTicket(self, lease, counts, dict(zip(names, numbers[1:])))
-            self._clock.sleep(numbers[0] / _US)
+            if wait_on(self._clock, numbers[0] / _US, token) and token is not None:
+                raise token.error()
 
     def _opened(self) -> None:
         self._pending.open = getattr(self._pending, "open", 0) + 1
@@ -215,9 +224,10 @@ class SharedWindow:
         self._link.call(lambda: self._scripts.run("settle", keys, args))
 
     @contextlib.contextmanager
-    def hold(self, methods: Mapping[str, int]) -> Iterator[SharedTicket]:
+    def hold(self, methods: Mapping[str, int],
+             token: Optional[CancelToken] = None) -> Iterator[SharedTicket]:
         """``with window.hold({"crm.deal.list": 50}):`` - acquire, and release on exit."""
-        ticket = self.acquire(methods)
+        ticket = self.acquire(methods, token)
         try:
             yield ticket
         finally:
