@@ -164,12 +164,13 @@ class Bitrix:
         if max_workers is not None and max_workers < 1:
             raise ValueError("max_workers must be >= 1")
 
+        shared = SharedLimits.resolve(
+            shared_limits, fallback=shared_limits_fallback, bucket_key=bucket_key, clock=clock)
         self.credentials = self._credentials(
             webhook, token_func, client_id, client_secret, refresh_token, access_token,
             oauth_token_url, on_token_refresh,
         )
-        self.shared_limits = SharedLimits.resolve(
-            shared_limits, fallback=shared_limits_fallback, bucket_key=bucket_key, clock=clock)
+        self.shared_limits = shared
         shared_keys = None
         if self.shared_limits is not None:
             shared_keys = self.shared_limits.keyspace(

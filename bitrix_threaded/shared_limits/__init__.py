@@ -35,7 +35,7 @@ ENV_VAR = "BITRIX_SHARED_LIMITS"
 DEFAULT_FALLBACK_SHARE = 0.25
 #: Socket timeouts of a client made from a URL: a stalled Redis costs one request
 #: this long, once per probe, never the export.
-SOCKET_TIMEOUT = 0.25
+SOCKET_TIMEOUT = 0.5
 
 _SCHEMES = ("redis://", "rediss://", "unix://")
 

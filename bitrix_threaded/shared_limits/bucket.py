@@ -10,7 +10,7 @@ together stay under the portal's limit.
 from __future__ import annotations
 
 import threading
-from typing import Optional
+from typing import Any, Optional
 
 from ..cancel import CancelToken
 from ..clock import Clock, wait_on
@@ -53,6 +53,7 @@ class SharedBucket:
         self._lock = threading.Lock()
         self._interval_us = self._base_interval()
         self._seen_rejoins = link.rejoins
+        self._filled_for = 0  # the outage for which the fallback bucket was filled
         self._booked = threading.local()  # .cuts: shared cut count at this thread's booking
 
     def _base_interval(self) -> int:
@@ -96,6 +97,7 @@ class SharedBucket:
         reply = self._link.call(lambda: self._scripts.run("book", [self._keys.bucket], args))
         if reply is DOWN:
             self._booked.cuts = None
+            self._fill_fallback_once()
             return self._fallback.reserve()
         wait_us, interval_us, cuts = as_ints(reply)
         with self._lock:
@@ -104,6 +106,23 @@ class SharedBucket:
             self._interval_us = interval_us
         self._booked.cuts = cuts
         return wait_us / 1_000_000
+
+    def _fill_fallback_once(self) -> None:
+        """At the start of each outage, count the in-process bucket as full: the
+        shared one may have been full when Redis went away."""
+        outages = self._link.outages
+        with self._lock:
+            if outages == self._filled_for:
+                return
+            self._filled_for = outages
+        store = self._fallback.store
+        now = store.now()
+        full = now + self._capacity / (self._rate * self._share)
+
+        def fill(state: Any) -> None:
+            state.tat = max(state.tat, full)
+
+        store.transact(fill)
 
     def book(self) -> float:
         """Book the next free slot; return the monotonic time at which to send."""
