@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import traceback
 from typing import Any, Dict, List, Optional
 
@@ -47,6 +48,7 @@ def run_job(index: int, settings: Dict[str, Any], barrier: Any, queue: Any) -> N
     try:
         with _client(settings, on_refresh=refreshed.append) as client:
             barrier.wait(60)
+            result["started_at"] = time.monotonic()
             ids = settings.get("ids") or []
             if ids:
                 got = client.call("crm.deal.get", [{"id": i} for i in ids])
@@ -56,6 +58,7 @@ def run_job(index: int, settings: Dict[str, Any], barrier: Any, queue: Any) -> N
                 added = client.call("crm.deal.add", [
                     {"fields": {"TITLE": f"p{index}-{n}"}} for n in range(adds)])
                 result["added"] = len(added)
+            result["done_at"] = time.monotonic()
             stats = client.stats()
             shared = stats.get("shared_limits") or {}
             result["round_trips"] = shared.get("round_trips", 0)
@@ -64,6 +67,7 @@ def run_job(index: int, settings: Dict[str, Any], barrier: Any, queue: Any) -> N
     except BaseException as exc:  # reported to the test instead of dying silently
         result["error"] = f"{type(exc).__name__}: {exc}"
         result["traceback"] = traceback.format_exc()
+    result["closed_at"] = time.monotonic()
     result["warnings"] = warnings.messages
     queue.put(result)
 

@@ -387,3 +387,19 @@ def test_bitrix_with_fallback_raise_stops(fake_portal):
                 shared_limits_fallback="raise", verbose=False) as bx:
         with pytest.raises(SharedLimitsUnavailable):
             bx.call("crm.deal.list")
+
+
+def test_cli_shared_limits_option(fake_portal, redis_url, capsys, monkeypatch):
+    from bitrix_threaded.cli import main
+
+    monkeypatch.delenv("BITRIX_SHARED_LIMITS", raising=False)
+    deal_id = fake_portal.ids("deal")[0]
+    code = main(["call", "crm.deal.get", "--params", f'{{"id": {deal_id}}}',
+                 "--webhook", fake_portal.webhook, "--shared-limits", redis_url])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert str(deal_id) in out
+    assert any(b":bucket" in k for k in redis.Redis.from_url(redis_url).scan_iter("*"))
+    code = main(["call", "crm.deal.get", "--webhook", fake_portal.webhook,
+                 "--shared-limits", "http://127.0.0.1:1/"])
+    assert code == 2
