@@ -6,6 +6,13 @@ lives in Redis and each decision is one Lua script on Redis time (see
 :mod:`.scripts`). While Redis is unavailable the bucket books from an in-process
 bucket at ``fallback_share`` of the rate, so that the processes running alone
 together stay under the portal's limit.
+
+Why not a :class:`~bitrix_threaded.limiter_store.BucketStore`: a store runs the
+algorithm's Python transaction on the state, which against Redis means optimistic
+WATCH/MULTI/EXEC (TIME, read, write: three or four round trips per booking, retried
+on every conflict). Dozens of threads in several processes booking one key would
+mostly conflict. The decision itself must run inside Redis, so the algorithm is
+written again in Lua, and this class offers the bucket's public methods.
 """
 from __future__ import annotations
 

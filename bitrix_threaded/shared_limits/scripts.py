@@ -145,9 +145,11 @@ for i = 1, methods do
   if now < deadline then
     wait = math.max(wait, deadline - now)
   elseif op >= threshold or h[4] then
-    -- Held or near the limit: in-flight commands' reports will tell more; with
-    -- none in flight this one goes (a probe after a hold ends, or a request
-    -- that cannot fit anyway) and the server's next report guides the rest.
+    -- Over the threshold after its hold, or a cost is known: it fits when the last
+    -- report plus the commands in flight plus its own stay under the threshold.
+    -- Otherwise the in-flight commands' reports will tell more (poll); with none
+    -- in flight it goes (the probe after a hold, or a request that cannot fit
+    -- anyway) and the server's next report guides the rest.
     local booked = 0
     local flying = redis.call('ZRANGE', leases, 0, -1)
     for _, member in ipairs(flying) do
