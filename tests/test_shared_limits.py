@@ -375,7 +375,7 @@ def test_the_redis_password_never_shows(fake_portal):
 def test_bitrix_finishes_on_the_fallback_when_redis_is_down(fake_portal, caplog):
     with caplog.at_level(logging.WARNING, logger="bitrix_threaded"):
         with Bitrix(fake_portal.webhook, shared_limits=_closed_port_url(),
-                    verbose=False) as bx:
+                    requests_per_second=200, verbose=False) as bx:
             ids = fake_portal.ids("deal")[:120]
             got = bx.call("crm.deal.get", [{"id": i} for i in ids])
     assert [int(r["ID"]) for r in got] == ids
