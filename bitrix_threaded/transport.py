@@ -24,6 +24,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from . import jsoncodec
 from ._version import __version__
 from .auth import Credentials
 from .errors import (
@@ -156,7 +157,7 @@ class Transport:
 
     def _decode(self, status: int, raw: bytes, method: str, elapsed: float) -> Reply:
         try:
-            data = json.loads(raw)
+            data = jsoncodec.decode(raw)
         except ValueError:
             snippet = self.credentials.redact(raw[:_SNIPPET].decode("utf-8", "replace"))
             raise InvalidResponse(
