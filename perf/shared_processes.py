@@ -4,8 +4,9 @@ For 1, 2, 4 and 8 spawned processes (one ``Bitrix`` each, all starting together 
 barrier), each doing the same job on one fake portal at standard limits (time-scaled),
 it reports:
 
-- wall time (from the barrier to the last job done, on the processes' own clocks) against the *shared
-  ceiling*: what one bucket allows for all their requests, ``max(0, R - 50) / rate``
+- wall time (from the barrier to the last job done, on the processes' own clocks)
+  against the *shared ceiling*: what one bucket allows for all their requests,
+  ``max(0, R - 50) / rate``
   in scaled seconds (``R`` = HTTP requests the job needs, ``rate`` = 2 / time scale);
 - rejections at the portal (503 QUERY_LIMIT_EXCEEDED, 429 OPERATION_TIME_LIMIT);
 - Redis round trips per HTTP request (scripts and plain commands).

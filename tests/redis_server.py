@@ -54,6 +54,17 @@ def require_server_binary() -> str:
     return binary
 
 
+def import_redis():
+    """redis-py, or skip - except under CI, where it must be installed (test extra)."""
+    try:
+        import redis
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("redis-py is missing: install the test extra", pytrace=False)
+        pytest.skip("redis-py is not installed", allow_module_level=True)
+    return redis
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))

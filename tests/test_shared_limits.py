@@ -6,6 +6,7 @@ import logging
 import socket
 
 import pytest
+from redis_server import import_redis
 
 from bitrix_threaded import Bitrix
 from bitrix_threaded.clock import ManualClock, SystemClock
@@ -14,7 +15,7 @@ from bitrix_threaded.shared_limits.keys import KeySpace, app_fingerprint, check_
 from bitrix_threaded.shared_limits.link import DOWN, RedisLink
 from bitrix_threaded.shared_limits.seal import seal, unseal
 
-redis = pytest.importorskip("redis")
+redis = import_redis()
 
 PORTAL = "https://portal.example/rest/1/s3cretc0dehere/"
 

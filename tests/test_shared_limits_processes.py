@@ -6,11 +6,10 @@ import base64
 import threading
 import urllib.parse
 
-import pytest
-
+from redis_server import import_redis
 from shared_workers import run_processes
 
-redis = pytest.importorskip("redis")
+redis = import_redis()
 
 TIME_SCALE = 0.05  # the portal's bucket drains 2 / 0.05 = 40 requests/s
 PROCESSES = 8
@@ -81,10 +80,9 @@ def test_eight_processes_share_one_bucket(fake_portal_factory, redis_url):
     assert stats["requests"] == PROCESSES * (GETS + ADDS) // 50
 
 
-def test_without_shared_limits_the_processes_overrun_the_portal(fake_portal_factory,
-                                                                 redis_url):
+def test_without_shared_limits_the_processes_overrun_the_portal(fake_portal_factory):
     # The probe: the same run with a bucket per process is rejected by the portal.
-    portal, arrivals = _portal(fake_portal_factory)
+    portal, _ = _portal(fake_portal_factory)
     settings_for, ids = _settings(portal, None)
     results = run_processes(PROCESSES, settings_for)
     _check_exact(results, portal, ids)  # retried until done

@@ -154,4 +154,3 @@ class SharedLimits:
         # Never the URL: it may carry a password.
         return (f"SharedLimits(fallback={self.fallback_mode!r}, share={self.fallback_share}, "
                 f"bucket_key={self.bucket_key!r})")
-

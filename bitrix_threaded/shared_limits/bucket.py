@@ -201,5 +201,3 @@ class SharedBucket:
     def __repr__(self) -> str:
         return (f"SharedBucket({self._keys.bucket!r}, capacity={self._capacity}, "
                 f"rate={self._rate}, margin={self._margin})")
-
-

@@ -175,5 +175,3 @@ class SharedOAuthRefresher(OAuthRefresher):
 
     def __repr__(self) -> str:
         return f"SharedOAuthRefresher('{self.base_url}', client_id={self.client_id!r})"
-
-
