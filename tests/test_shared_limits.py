@@ -404,3 +404,38 @@ def test_cli_shared_limits_option(fake_portal, redis_url, capsys, monkeypatch):
     code = main(["call", "crm.deal.get", "--webhook", fake_portal.webhook,
                  "--shared-limits", "http://127.0.0.1:1/"])
     assert code == 2
+
+
+def test_clients_share_each_methods_operating_window(redis_url):
+    # Three clients (as three processes would), each exporting offset pages that
+    # together need one and a half times the method's budget in a 1-second window:
+    # with a window each they are refused (429); sharing one, never.
+    import threading
+
+    from bitrix_threaded.testing import FakePortal
+
+    def run(shared):
+        with FakePortal(deals=1000, profile="realistic", operating_limit=0.8,
+                        operating_window=1.0, cost_base=0.002, cost_per_record=0.0,
+                        cost_per_offset_row=0.00004, cost_per_counted_row=0.0,
+                        cost_round_trip=0.001) as portal:
+            counts = []
+
+            def job():
+                with Bitrix(portal.webhook, verbose=False, operating_time_limit=0.8,
+                            batch_size=5, shared_limits=shared) as bx:
+                    counts.append(len(bx.get_all("crm.deal.list", {"select": ["ID"]},
+                                                 strategy="offset")))
+
+            threads = [threading.Thread(target=job) for _ in range(3)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert counts == [1000] * 3
+            return portal.stats()
+
+    assert run(False)["rejected_429"] > 0  # the probe
+    stats = run(redis_url)
+    assert stats["rejected_429"] == 0 and stats["rejected_503"] == 0
+    assert stats["operating"]["crm.deal.list"] > 1.2  # more than one window's budget

@@ -114,11 +114,13 @@ local ahead = math.max(0, (tonumber(h[1]) or 0) - now_us())
 return {int(ahead * 1000000 / iv), int(iv)}
 """
 
-# Operating window. Per method i (1-based) KEYS[2i-1] = report hash
-# {op, srv, reset, blocked, cost, cost_at} and KEYS[2i] = lease zset (member
-# "<lease id>|<cost us>", score = expiry us).
-# ARGV threshold us, lease ttl us, lease id, poll us, key ttl ms, then per method
-# its command count.
+# Operating window. Per method i (1-based) KEYS[2i-1] = report hash {op, srv, reset,
+# blocked, cost, cost_at, c<class>, c<class>@} and KEYS[2i] = lease zset (member
+# "<lease id>|<cost us>", score = expiry us). ``cost`` is one command's cost (the
+# highest recent, halving every default block), ``c<class>`` the same per cost
+# class (offset pages of similar depth).
+# ARGV threshold us, lease ttl us, lease id, poll us, key ttl ms, then per method:
+# k, then k pairs (cost class, command count).
 # -> {0, cost us per method...} when booked, or {wait us}.
 ACQUIRE = _PRELUDE + """
 local threshold = tonumber(ARGV[1])
@@ -130,33 +132,62 @@ local now = now_us()
 local wait = 0
 local costs = {}
 local methods = #KEYS / 2
+local at = 6
 for i = 1, methods do
   local win, leases = KEYS[2 * i - 1], KEYS[2 * i]
-  local n = tonumber(ARGV[5 + i])
   -- A process that died with commands in flight frees them when they expire.
   redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
-  local h = redis.call('HMGET', win, 'op', 'reset', 'blocked', 'cost')
-  local op = tonumber(h[1]) or 0
-  local deadline = tonumber(h[3]) or 0
-  local reset = tonumber(h[2])
+  local flat = redis.call('HGETALL', win)
+  local h, known = {}, {}
+  for j = 1, #flat, 2 do
+    local name, value = flat[j], tonumber(flat[j + 1])
+    h[name] = value
+    local class = string.match(name, '^c(%d+)$')
+    if class then known[tonumber(class)] = value end
+  end
+  local op = h['op'] or 0
+  local deadline = h['blocked'] or 0
+  local reset = h['reset']
   if op >= threshold and reset then deadline = math.max(deadline, reset) end
-  local cost = (tonumber(h[4]) or 0) * n
+  -- Each class at its own cost; a class never reported at the nearest reported
+  -- class deeper than it, or else (deeper than any) at the highest cost seen.
+  local highest = h['cost'] or 0
+  for _, value in pairs(known) do highest = math.max(highest, value) end
+  local cost = 0
+  local k = tonumber(ARGV[at])
+  for j = 1, k do
+    local class, n = tonumber(ARGV[at + 2 * j - 1]), tonumber(ARGV[at + 2 * j])
+    local each = known[class]
+    if not each then
+      local above = nil
+      for c, value in pairs(known) do
+        if c > class and (not above or c < above) then above = c end
+      end
+      each = above and known[above] or highest
+    end
+    cost = cost + each * n
+  end
+  at = at + 1 + 2 * k
   costs[i] = cost
   if now < deadline then
     wait = math.max(wait, deadline - now)
-  elseif op >= threshold or h[4] then
-    -- Over the threshold after its hold, or a cost is known: it fits when the last
-    -- report plus the commands in flight plus its own stay under the threshold.
-    -- Otherwise the in-flight commands' reports will tell more (poll); with none
-    -- in flight it goes (the probe after a hold, or a request that cannot fit
-    -- anyway) and the server's next report guides the rest.
+  elseif op >= threshold or h['cost'] then
+    -- It fits when the last report plus the commands in flight plus its own stay
+    -- under the threshold. Otherwise the in-flight commands' reports will tell
+    -- more (poll); with none in flight, the server frees its oldest minute at the
+    -- announced reset: wait for it, then go (the probe) and let the next report
+    -- guide the rest.
     local booked = 0
     local flying = redis.call('ZRANGE', leases, 0, -1)
     for _, member in ipairs(flying) do
       booked = booked + (tonumber(string.match(member, '|(%d+)$')) or 0)
     end
-    if #flying > 0 and op + booked + cost > threshold then
-      wait = math.max(wait, poll)
+    if op + booked + cost > threshold then
+      if #flying > 0 then
+        wait = math.max(wait, poll)
+      elseif reset and reset > now then
+        wait = math.max(wait, reset - now)
+      end
     end
   end
 end
@@ -173,36 +204,43 @@ return out
 
 # Settle a request: free its leases and store the newest reports.
 # KEYS as ACQUIRE. ARGV lease id, threshold us, default block us, key ttl ms, then
-# per method 5 values: booked cost us (-1: no lease), operating us (-1: no report),
-# server time us (-1: unknown), reset in us (-1: unknown), cost us (-1: unknown).
+# per method: booked cost us (-1: no lease), operating us (-1: no report), server
+# time us (-1: unknown), reset in us (-1: unknown), k, then k pairs (cost class,
+# the highest cost us reported for it).
 SETTLE = _PRELUDE + """
 local lease_id = ARGV[1]
 local threshold = tonumber(ARGV[2])
 local default_block = tonumber(ARGV[3])
 local key_ttl = tonumber(ARGV[4])
 local now = now_us()
+-- The highest recent cost, halving every default block: one method's commands can
+-- differ tenfold, and an average would let a wave overshoot the budget.
+local function decayed_max(win, field, cost)
+  local known = tonumber(redis.call('HGET', win, field))
+  if known then
+    local since = tonumber(redis.call('HGET', win, field .. '@')) or now
+    local age = math.max(0, now - since)
+    cost = math.max(cost, known * math.pow(0.5, age / math.max(default_block, 1)))
+  end
+  redis.call('HSET', win, field, int(cost), field .. '@', int(now))
+end
+local at = 5
 for i = 1, #KEYS / 2 do
   local win, leases = KEYS[2 * i - 1], KEYS[2 * i]
-  local base = 4 + 5 * (i - 1)
-  local booked = tonumber(ARGV[base + 1])
-  local op = tonumber(ARGV[base + 2])
-  local srv = tonumber(ARGV[base + 3])
-  local reset_in = tonumber(ARGV[base + 4])
-  local cost = tonumber(ARGV[base + 5])
+  local booked = tonumber(ARGV[at])
+  local op = tonumber(ARGV[at + 1])
+  local srv = tonumber(ARGV[at + 2])
+  local reset_in = tonumber(ARGV[at + 3])
+  local k = tonumber(ARGV[at + 4])
   if booked >= 0 then redis.call('ZREM', leases, lease_id .. '|' .. int(booked)) end
+  for j = 1, k do
+    local class, cost = ARGV[at + 3 + 2 * j], tonumber(ARGV[at + 4 + 2 * j])
+    decayed_max(win, 'cost', cost)
+    decayed_max(win, 'c' .. class, cost)
+  end
+  at = at + 5 + 2 * k
   if op >= 0 then
-    local h = redis.call('HMGET', win, 'srv', 'cost', 'cost_at')
-    if cost >= 0 then
-      -- The highest recent cost, halving every default_block: one method's commands
-      -- can differ tenfold, and an average would let a wave overshoot the budget.
-      local known = tonumber(h[2])
-      if known then
-        local age = math.max(0, now - (tonumber(h[3]) or now))
-        cost = math.max(cost, known * math.pow(0.5, age / math.max(default_block, 1)))
-      end
-      redis.call('HSET', win, 'cost', int(cost), 'cost_at', int(now))
-    end
-    local newest = tonumber(h[1])
+    local newest = tonumber(redis.call('HGET', win, 'srv'))
     -- A report older than the newest kept says nothing new about the window.
     if srv < 0 or not newest or srv >= newest then
       redis.call('HSET', win, 'op', int(op))

@@ -8,10 +8,11 @@ the server sent (``operating``, ``operating_reset_at``), any explicit block afte
 *leases* that expire: a process that dies mid-request frees its share by itself.
 
 Compared with the in-process :class:`~bitrix_threaded.limiter.OperatingWindow`, the
-shared one keeps no log of each process's spent seconds and one cost estimate per
-method (not per cost class); it is a little more cautious near the limit and
-exactly as strict at it. While Redis is unavailable the in-process window (fed with
-every report all along) decides.
+shared one keeps no log of each process's spent seconds (it cannot know when time
+leaves the window before the server's reset says so) and estimates a class never
+reported from the nearest deeper one, without interpolating; it is a little more
+cautious near the limit and exactly as strict at it. While Redis is unavailable the
+in-process window (fed with every report all along) decides.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
 from ..cancel import CancelToken
 from ..clock import Clock, wait_on
-from ..limiter import OperatingWindow
+from ..limiter import OperatingWindow, WindowTicket
 from .keys import KeySpace
 from .link import DOWN, RedisLink
 from .scripts import Scripts, as_ints
@@ -45,7 +46,7 @@ class SharedTicket:
     __slots__ = ("_owner", "lease", "methods", "costs", "local", "released")
 
     def __init__(self, owner: "SharedWindow", lease: Optional[str], methods: Dict[str, int],
-                 costs: Dict[str, int], local: object = None) -> None:
+                 costs: Dict[str, int], local: Optional[WindowTicket] = None) -> None:
         self._owner = owner
         self.lease = lease  # None: booked from the in-process window
         self.methods = methods
@@ -118,11 +119,11 @@ class SharedWindow:
         key = method.strip().lower()
         reports = self._reports()
         known = reports.get(key)
+        classes = {} if known is None else known[3]
+        if cost is not None:
+            classes[cost_class] = max(cost, classes.get(cost_class, 0.0))
         if known is None or server_time is None or known[1] is None or server_time >= known[1]:
-            top_cost = cost if known is None or known[3] is None else max(known[3], cost or 0.0)
-            reports[key] = (float(operating), server_time, reset_in, top_cost)
-        elif cost is not None:
-            reports[key] = known[:3] + (max(known[3] or 0.0, cost),)
+            reports[key] = (float(operating), server_time, reset_in, classes)
         if not getattr(self._pending, "open", 0):
             self._settle(None, {}, {})
 
@@ -154,26 +155,33 @@ class SharedWindow:
         if not self._local.enabled or not counts:
             ticket = self._local.acquire(methods, token)
             self._opened()
-            return SharedTicket(self, None, counts, {}, ticket)
+            totals = {name: sum(classes.values()) for name, classes in counts.items()}
+            return SharedTicket(self, None, totals, {}, ticket)
         names = sorted(counts)
         keys: List[str] = []
+        per_method: List[int] = []
         for name in names:
             keys += [self._keys.window(name), self._keys.leases(name)]
+            classes = counts[name]
+            per_method.append(len(classes))
+            for cost_class in sorted(classes):
+                per_method += [cost_class, classes[cost_class]]
+        totals = {name: sum(counts[name].values()) for name in names}
         while True:
             if token is not None:
                 token.raise_if_cancelled()
             lease = self._lease_id()
             args = [_us(self._local.threshold), self._lease_us, lease, _us(self._poll),
-                    self._key_ttl_ms] + [counts[name] for name in names]
+                    self._key_ttl_ms] + per_method
             reply = self._link.call(lambda: self._scripts.run("acquire", keys, args))
             if reply is DOWN:
                 ticket = self._local.acquire(methods, token)
                 self._opened()
-                return SharedTicket(self, None, counts, {}, ticket)
+                return SharedTicket(self, None, totals, {}, ticket)
             numbers = as_ints(reply)
             if numbers[0] == 0:
                 self._opened()
-                return SharedTicket(self, lease, counts, dict(zip(names, numbers[1:])))
+                return SharedTicket(self, lease, totals, dict(zip(names, numbers[1:])))
             if wait_on(self._clock, numbers[0] / _US, token) and token is not None:
                 raise token.error()
 
@@ -216,15 +224,17 @@ class SharedWindow:
             report = reports.get(name)
             args.append(booked.get(name, _NONE))
             if report is None:
-                args += [_NONE, _NONE, _NONE, _NONE]
+                args += [_NONE, _NONE, _NONE, 0]
             else:
-                operating, server_time, reset_in, cost = report
-                args += [_us(operating), _us(server_time), _us(reset_in), _us(cost)]
+                operating, server_time, reset_in, classes = report
+                args += [_us(operating), _us(server_time), _us(reset_in), len(classes)]
+                for cost_class in sorted(classes):
+                    args += [cost_class, _us(classes[cost_class])]
         # Down: the leases expire by themselves and the local window has the reports.
         self._link.call(lambda: self._scripts.run("settle", keys, args))
 
     @contextlib.contextmanager
-    def hold(self, methods: Mapping[str, int],
+    def hold(self, methods: Mapping[object, int],
              token: Optional[CancelToken] = None) -> Iterator[SharedTicket]:
         """``with window.hold({"crm.deal.list": 50}):`` - acquire, and release on exit."""
         ticket = self.acquire(methods, token)
@@ -241,24 +251,28 @@ class SharedWindow:
         return f"SharedWindow(limit={self.limit}, enabled={self.enabled})"
 
 
-def _counts(methods: object) -> Dict[str, int]:
-    """``{method or (method, class): count}`` as ``{method: count}``, validated."""
+def _counts(methods: object) -> Dict[str, Dict[int, int]]:
+    """``{method or (method, class): count}`` as ``{method: {class: count}}``, validated."""
     if not isinstance(methods, Mapping):
         raise TypeError(f"methods must be a mapping of method -> count, got "
                         f"{type(methods).__name__}")
-    counts: Dict[str, int] = {}
+    counts: Dict[str, Dict[int, int]] = {}
     for name, n in methods.items():
+        cost_class = 0
         if isinstance(name, tuple):
             if len(name) != 2:
                 raise TypeError(f"expected (method, cost class), got {name!r}")
-            name = name[0]
+            name, cost_class = name
         if not isinstance(name, str):
             raise TypeError(f"method must be a str, got {type(name).__name__}")
+        if isinstance(cost_class, bool) or not isinstance(cost_class, int) or cost_class < 0:
+            raise ValueError(f"cost class of {name!r} must be an int >= 0")
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"count for {name!r} must be an int >= 0")
         key = name.strip().lower()
         if not key:
             raise ValueError("method must not be empty")
         if n:
-            counts[key] = counts.get(key, 0) + n
+            classes = counts.setdefault(key, {})
+            classes[cost_class] = classes.get(cost_class, 0) + n
     return counts
