@@ -29,6 +29,7 @@ from .scripts import Scripts, as_ints
 __all__ = ["SharedBucket"]
 
 _IDLE_TTL_MS = 600_000  # state outlives the bucket's own drain time by ten minutes
+DISPATCH_JITTER = 0.25  # seconds; at the standard 2/s the client's own margin is larger
 
 
 class SharedBucket:
@@ -48,6 +49,10 @@ class SharedBucket:
         # The in-process bucket validates the arguments and serves during outages.
         self._fallback = LeakyBucket(capacity, rate * fallback_share, clock=clock,
                                      margin=margin, min_rate_factor=min_rate_factor)
+        # Requests booked together leave from many processes (hosts), whenever each
+        # gets the CPU: a burst may reach the portal spread out while the slots after
+        # it come on time, so keep at least DISPATCH_JITTER seconds of drain free too.
+        margin = min(capacity - 1.0, max(float(margin), DISPATCH_JITTER * float(rate)))
         self._scripts = scripts
         self._link = link
         self._keys = keys
