@@ -446,3 +446,25 @@ def test_clients_share_each_methods_operating_window(redis_url):
     stats = run(redis_url)
     assert stats["rejected_429"] == 0 and stats["rejected_503"] == 0
     assert stats["operating"]["crm.deal.list"] > 1.2  # more than one window's budget
+
+
+def test_without_redis_py_shared_limits_says_which_extra_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "redis", None)
+    with pytest.raises(ImportError, match=r"bitrix_threaded\[redis\]"):
+        SharedLimits("redis://127.0.0.1:1/0")
+
+
+def test_oauth_refreshes_alone_while_redis_is_down(fake_portal_factory, caplog):
+    portal = fake_portal_factory(deals=3)
+    oauth = portal.oauth
+    portal.expire_tokens()
+    with caplog.at_level(logging.WARNING, logger="bitrix_threaded"):
+        with Bitrix(oauth.endpoint, client_id=oauth.client_id,
+                    client_secret=oauth.client_secret, refresh_token=oauth.refresh_token,
+                    access_token=oauth.access_token, oauth_token_url=oauth.token_url,
+                    shared_limits=_closed_port_url(), verbose=False) as bx:
+            assert bx.call("crm.deal.get", {"id": portal.ids("deal")[0]})["ID"]
+    assert portal.stats()["oauth_refreshes"] == 1
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
