@@ -42,6 +42,8 @@ class CancelToken:
         self._lock = threading.Lock()
         self._reason: Optional[str] = None
         self._closed = False
+        self._followed: List[Callable[[], None]] = []
+        self._detach_from_parent: Optional[Callable[[], None]] = None
         self._callbacks: List[Callable[[], None]] = []
         self._parent = parent
         if parent is not None:
@@ -94,11 +96,26 @@ class CancelToken:
             lambda: child.cancel(self.reason or "cancelled", closed=self._closed))
         child._detach_from_parent = unregister
 
+    def follow(self, other: "CancelToken") -> None:
+        """Also be cancelled (with its reason, as not closed) when ``other`` is; a
+        second parent that :meth:`detach` lets go of too."""
+        if not isinstance(other, CancelToken):
+            raise TypeError(f"other must be a CancelToken, got {type(other).__name__}")
+        unregister = other.on_cancel(
+            lambda: self.cancel(other.reason or "cancelled", closed=other.closed))
+        with self._lock:
+            self._followed.append(unregister)
+
     def detach(self) -> None:
-        """Stop listening to the parent (a finished call's token); idempotent."""
+        """Stop listening to the parent and followed tokens (a finished call's token);
+        idempotent."""
         unregister = getattr(self, "_detach_from_parent", None)
         if unregister is not None:
             self._detach_from_parent = None
+            unregister()
+        with self._lock:
+            followed, self._followed = self._followed, []
+        for unregister in followed:
             unregister()
 
     # -- reading -----------------------------------------------------------------------

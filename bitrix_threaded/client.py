@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import warnings
 from operator import itemgetter
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
@@ -25,11 +26,12 @@ from .auth import (
     TokenSet,
     Webhook,
 )
-from .batch import MAX_BATCH_SIZE, Command, parse_batch_reply, split_reply
+from .batch import MAX_BATCH_SIZE, Command, parse_batch_reply, prepare_encoded, split_reply
+from .cancel import CancelToken, current_scope
 from .clock import SYSTEM_CLOCK, Clock
 from .driver import drive
 from .encoding import encode_command, normalize
-from .errors import BatchError, InvalidResponse
+from .errors import BatchError, ClientClosed, InvalidResponse
 from .limiter import ConcurrencyGate, LeakyBucket, OperatingWindow
 from .methods import ListMethod, list_method
 from .pagination import STRATEGIES, IdList, IdRanges, OffsetPages, Strategy
@@ -210,13 +212,18 @@ class Bitrix:
         margin = min(request_pool_size - 1.0, 1.0 + 0.1 * float(requests_per_second))
         bucket_settings = dict(capacity=request_pool_size, rate=float(requests_per_second),
                                clock=clock, margin=max(0.0, margin))
-        # The portal frees a method's time one minute-bucket at a time (a tenth of the
-        # window, 60 s of 600 at the standard 480 s limit): without a reset time from
-        # the server, wait about that long before trying the method again.
+        # A method blocked (429) with no reset time known is held for the whole window:
+        # only then is its time certainly freed. Cost estimates decay as the portal
+        # frees time, one minute-bucket (a tenth of the window) at a time.
+        span = float(operating_window) if operating_window is not None else \
+            float(operating_time_limit) * 1.25
+        self._bars: List[tqdm] = []
+        self._bars_lock = threading.Lock()  # guards the bars and the waits announced
+        self._announced: Dict[Tuple[str, str], float] = {}
         window_settings = dict(
             limit=float(operating_time_limit), clock=clock, enabled=respect_velocity_policy,
-            default_block=float(operating_time_limit) / 8,
-            span=None if operating_window is None else float(operating_window),
+            default_block=span, cost_half_life=span / 10, span=span,
+            on_wait=self._announce_wait,
         )
         self.bucket: Any
         self.window: Any
@@ -237,7 +244,10 @@ class Bitrix:
             policy=retry or RetryPolicy(),
             clock=clock,
             max_workers=workers,
+            on_wait=self._announce_wait,
         )
+        # Cancelled by close(): every call's token is a child of it.
+        self._root = CancelToken()
 
     @staticmethod
     def _credentials(
@@ -273,11 +283,67 @@ class Bitrix:
 
     # -- lifecycle -----------------------------------------------------------------------
     def close(self) -> None:
-        """Stop the worker threads and close every HTTP session. Idempotent."""
+        """Stop every call, the worker threads and the HTTP sessions. Idempotent; any thread.
+
+        Calls running in other threads stop promptly: nothing new is sent for them,
+        requests already on the wire finish, and they raise :class:`ClientClosed`
+        (or :class:`BatchError` reporting unsent writes as not executed and those
+        on the wire as ambiguous). Later calls raise :class:`ClientClosed`.
+        """
+        self._root.cancel("the client was closed", closed=True)
         self._runner.close()
         self.transport.close()
         if self.shared_limits is not None:
             self.shared_limits.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._root.cancelled
+
+    @contextlib.contextmanager
+    def _call(self) -> Iterator[CancelToken]:
+        """The token of one public call: cancelled by close() or by the calling context's
+        :func:`~bitrix_threaded.cancel.cancel_scope`, read here, at call entry."""
+        if self._root.cancelled:
+            raise ClientClosed()
+        token = self._root.child()
+        scope = current_scope()
+        if scope is not None:
+            token.follow(scope)
+        try:
+            yield token
+        finally:
+            token.detach()
+
+    def _announce_wait(self, method: str, reason: str, seconds: float) -> None:
+        """A long wait is visible: an INFO line, and the progress bars say why.
+
+        Many threads wait together (a held method, a slowed bucket): a wait is told
+        once, not again until it is over or a longer one begins.
+        """
+        now = self._runner.clock.monotonic()
+        with self._bars_lock:
+            if now + seconds <= self._announced.get((method, reason), -1.0):
+                return
+            self._announced[(method, reason)] = now + seconds
+            bars = list(self._bars)
+        whole = int(round(seconds))
+        shown = f"{whole // 60:02d}:{whole % 60:02d}"
+        log.info("%s: %s (%s)", method, reason, shown)
+        for bar in bars:
+            bar.set_postfix_str(f"{reason} ({shown})", refresh=True)
+
+    @contextlib.contextmanager
+    def _bar(self, **kwargs: Any) -> Iterator[tqdm]:
+        bar = tqdm(leave=False, **kwargs)
+        with self._bars_lock:
+            self._bars.append(bar)
+        try:
+            yield bar
+        finally:
+            with self._bars_lock:
+                self._bars.remove(bar)
+            bar.close()
 
     def __enter__(self) -> "Bitrix":
         return self
@@ -308,12 +374,16 @@ class Bitrix:
         if raw:
             if item_list is not None and not isinstance(item_list, Mapping):
                 raise TypeError("with raw=True, item_list must be a dict or None")
-            return self._runner.request(
-                name, dict(item_list or {}), write=is_write_method(name)
-            ).data
+            with self._call() as token:
+                return self._runner.request(
+                    name, dict(item_list or {}), write=is_write_method(name), token=token
+                ).data
         if item_list is None or isinstance(item_list, Mapping):
             params = check_params(item_list)
-            reply = self._runner.request(name, normalize(params), write=is_write_method(name))
+            payload = normalize(params)
+            with self._call() as token:
+                reply = self._runner.request(name, payload, write=is_write_method(name),
+                                             token=token)
             if "result" not in reply.data:
                 raise InvalidResponse(
                     "INVALID_RESPONSE", "the reply has no 'result'", status=reply.status,
@@ -326,15 +396,17 @@ class Bitrix:
             )
         commands = []
         for i, item in enumerate(item_list):
-            commands.append(Command(name, check_params(item, where=f"item_list[{i}]")))
-            encode_command(name, item)  # bad values raise TypeError here, before any request
+            command = Command(name, check_params(item, where=f"item_list[{i}]"))
+            command.text  # encoded once, here: bad values raise before any request
+            commands.append(command)
         results = self._run(commands, desc=name)
         return tuple(results[i] for i in range(len(commands)))
 
     def _run(self, commands: Sequence[Command], *, desc: str, unit: str = "item") -> Dict[int, Any]:
-        with self._progress(len(commands), desc, unit) as advance:
+        with self._call() as token, self._progress(len(commands), desc, unit) as advance:
             results, failures = self._runner.run_commands(
-                commands, batch_size=self.batch_size, progress=advance
+                commands, batch_size=self.batch_size, progress=advance, token=token,
+                method=desc,
             )
         if failures:
             raise BatchError(failures, results, total=len(commands), method=desc)
@@ -345,11 +417,8 @@ class Bitrix:
         if not self.verbose or total <= 1:
             yield lambda n: None
             return
-        bar = tqdm(total=total, desc=desc, unit=unit, leave=False)
-        try:
-            yield bar.update
-        finally:
-            bar.close()
+        with self._bar(total=total, desc=desc, unit=unit) as bar:
+            yield lambda n: _advance(bar, n)
 
     def call_batch(self, params: Mapping[str, Any]) -> Dict[str, Any]:
         """Send one ``batch`` request as given: ``{"halt": 0, "cmd": {label: "method?query"}}``.
@@ -386,17 +455,11 @@ class Bitrix:
                 raise TypeError(
                     f"call_batch: cmd[{label!r}] must be 'method?query' or (method, params)"
                 )
-        labels = {label: text.split("?", 1)[0].lower() for label, text in encoded.items()}
-        counts: Dict[str, int] = {}
-        for m in labels.values():
-            counts[m] = counts.get(m, 0) + 1
-        payload = {"halt": 1 if halt else 0, "cmd": encoded}
-        reply = self._runner.request(
-            "batch", payload, write=any(is_write_method(m) for m in labels.values()),
-            commands=counts, labels=labels,
-        )
+        batch = prepare_encoded(encoded, halt=bool(halt))
+        with self._call() as token:
+            reply = self._runner.send_batch(batch, token)
         order = list(encoded)
-        chunk = [(i, Command(labels[name])) for i, name in enumerate(order)]
+        chunk = [(i, Command(batch.labels[name])) for i, name in enumerate(order)]
         results, failures = split_reply(parse_batch_reply(reply.data), chunk,
                                         label=order.__getitem__)
         by_label = {order[i]: value for i, value in sorted(results.items())}
@@ -457,8 +520,10 @@ class Bitrix:
         """
         pager = self._pager(method, params, strategy, ids, parallel=self._runner.max_workers)
         pairs: List[Tuple[Any, Any]] = []
-        for chunk in self._pages(pager, max_in_flight=self._runner.max_workers):
-            pairs.extend(chunk)
+        with self._call() as token:
+            for chunk in self._pages(pager, max_in_flight=self._runner.max_workers,
+                                     token=token):
+                pairs.extend(chunk)
         return _by_key(pairs)
 
     def iter_all(
@@ -481,28 +546,38 @@ class Bitrix:
         if limit < 1:
             raise ValueError("max_in_flight must be >= 1")
         pager = self._pager(method, params, strategy, ids, parallel=limit)
-        return self._iter_records(pager, limit)
+        # The token (and the scope it follows) is taken now, at creation, not at the
+        # first next(): a generator runs in whatever context consumes it.
+        calling = self._call()
+        token = calling.__enter__()
+        return self._iter_records(pager, limit, calling, token)
 
-    def _iter_records(self, pager: Strategy, limit: int) -> Iterator[Any]:
-        for chunk in self._pages(pager, max_in_flight=limit):
-            for _, record in chunk:
-                yield record
-
-    def _pages(self, pager: Strategy, *, max_in_flight: int) -> Iterator[List[Tuple[Any, Any]]]:
-        bar = None
-        if self.verbose:
-            bar = tqdm(total=pager.total, desc=pager.method.name, unit="rec", leave=False)
+    def _iter_records(self, pager: Strategy, limit: int,
+                      calling: "contextlib.AbstractContextManager[CancelToken]",
+                      token: CancelToken) -> Iterator[Any]:
         try:
-            for chunk in drive(self._runner, pager, max_in_flight=max_in_flight):
+            for chunk in self._pages(pager, max_in_flight=limit, token=token):
+                for _, record in chunk:
+                    yield record
+        finally:
+            calling.__exit__(None, None, None)
+
+    def _pages(self, pager: Strategy, *, max_in_flight: int,
+               token: CancelToken) -> Iterator[List[Tuple[Any, Any]]]:
+        pager.retry_policy = self._runner.policy
+        with contextlib.ExitStack() as stack:
+            bar = None
+            if self.verbose:
+                bar = stack.enter_context(
+                    self._bar(total=pager.total, desc=pager.method.name, unit="rec"))
+            for chunk in drive(self._runner, pager, max_in_flight=max_in_flight,
+                               token=token):
                 if bar is not None:
                     if pager.total is not None and bar.total != pager.total:
                         bar.total = pager.total
                         bar.refresh()
-                    bar.update(len(chunk))
+                    _advance(bar, len(chunk))
                 yield chunk
-        finally:
-            if bar is not None:
-                bar.close()
 
     def _pager(
         self,
@@ -599,6 +674,13 @@ def _app_identity(credentials: Credentials) -> Tuple[str, ...]:
     if isinstance(credentials, OAuthRefresher):
         return ("oauth", credentials.client_id)
     return ("token", type(credentials).__name__)
+
+
+def _advance(bar: tqdm, n: int) -> None:
+    """Count ``n`` more; records flowing again clear a waiting notice."""
+    if getattr(bar, "postfix", None):
+        bar.set_postfix_str("", refresh=False)
+    bar.update(n)
 
 
 __all__: Tuple[str, ...] = ("Bitrix",)

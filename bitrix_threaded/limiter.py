@@ -32,7 +32,7 @@ from .limiter_store import (
     WindowStore,
 )
 from .operating import OperatingWindow, WindowTicket
-from .protocol import cost_class
+from .paging import cost_class
 
 __all__ = [
     "BucketState",

@@ -18,11 +18,9 @@ from . import _checks
 from .cancel import CancelToken
 from .clock import SYSTEM_CLOCK, Clock, wait_on
 from .limiter_store import NEVER, MemoryWindowStore, MethodState, WindowStore
-from .protocol import class_depth
+from .operating_costs import estimate_cost, learn_cost
 
 __all__ = ["BUDGET", "RESET", "OperatingWindow", "WindowTicket"]
-
-_CLASS_GENERATION = 50  # reports per generation of a cost class's running maximum
 
 RESET = "waiting for operating-time reset"
 BUDGET = "waiting for operating-time budget"
@@ -80,15 +78,13 @@ class OperatingWindow:
     (reports are still stored) but not obedience to the server: a method
     blocked by a 429 still waits for its reset.
 
-    Costs are estimated per *cost class*: the caller may key a request's
-    commands by ``(method, class)`` instead of ``method`` (class 0), and
-    report each command with its class (:func:`cost_class`). Higher classes
-    are taken to cost more (offset pages: deeper). A class's estimate is the
-    highest cost of its last 50-100 reports; a class never reported is
-    placed on the line between the reported classes around it (by the depth
-    of their deepest pages), or estimated at the nearest reported class
-    above it, or else at the highest cost seen (the method's highest recent
-    cost halves every ``default_block`` seconds).
+    Costs are estimated per *cost class* (:mod:`bitrix_threaded.operating_costs`):
+    the caller may key a request's commands by ``(method, class)`` instead of
+    ``method`` (class 0), and report each command with its class
+    (:func:`cost_class`). Higher classes are taken to cost more (offset pages:
+    deeper). The method's highest recent cost halves every ``cost_half_life``
+    seconds (default: ``default_block``). ``default_block``: how long a method
+    reported at its limit, or blocked, with no reset time known, is held.
 
     ``store`` holds the per-method state (default: in this process; see
     :mod:`bitrix_threaded.limiter_store`). ``on_wait(method, reason,
@@ -102,11 +98,6 @@ class OperatingWindow:
 
     VISIBLE_WAIT = 3.0
 
-    # The method-wide estimate is the highest recent cost, halving every
-    # ``default_block`` seconds: commands of one method can differ tenfold (deep offset
-    # pages), and an average would let the first wave of requests overshoot the budget.
-    # The decay follows time, not reports, because one batch reply brings fifty of them.
-
     def __init__(
         self,
         limit: float = 480.0,
@@ -119,6 +110,7 @@ class OperatingWindow:
         span: float | None = None,
         store: WindowStore | None = None,
         on_wait: Callable[[str, str, float], None] | None = None,
+        cost_half_life: float | None = None,
     ) -> None:
         limit = _checks.number(limit, "limit", strict=True)
         headroom = _checks.number(headroom, "headroom")
@@ -135,6 +127,8 @@ class OperatingWindow:
         self._threshold = limit * (1.0 - headroom)
         self._enabled = enabled
         self._default_block = _checks.number(default_block, "default_block")
+        self._half_life = self._default_block if cost_half_life is None else _checks.number(
+            cost_half_life, "cost_half_life", strict=True)
         self._poll = _checks.number(poll_interval, "poll_interval", strict=True)
         # 600 s for the standard 480 s limit: limit * 1.25 unless given.
         self._span = limit * 1.25 if span is None else _checks.number(span, "span", strict=True)
@@ -145,6 +139,11 @@ class OperatingWindow:
     @property
     def limit(self) -> float:
         return self._limit
+
+    @property
+    def span(self) -> float:
+        """The window's length in seconds (ten minute-buckets)."""
+        return self._span
 
     @property
     def threshold(self) -> float:
@@ -197,13 +196,7 @@ class OperatingWindow:
         def transaction(states: dict[str, MethodState]) -> None:
             state = states[key]
             if cost is not None:
-                state.cost = self._decayed_max(state.cost, state.cost_at, cost, now)
-                state.cost_at = now
-                recent = state.class_costs.setdefault(cost_class, [0.0, 0.0, 0])
-                if recent[2] >= _CLASS_GENERATION:
-                    recent[:] = [0.0, recent[0], 0]
-                recent[0] = max(recent[0], cost)
-                recent[2] += 1
+                learn_cost(state, cost, cost_class, now, self._half_life)
                 if server_time is not None and cost >= self._min_recorded:
                     earliest = server_time - cost if started is None else min(
                         started, server_time)
@@ -230,13 +223,6 @@ class OperatingWindow:
             self._rebase(state, now, server_time, reset_in)
 
         self._store.transact((key,), transaction)
-
-
-    def _decayed_max(self, known: float | None, at: float, cost: float, now: float) -> float:
-        if known is None:
-            return cost
-        age = max(0.0, now - at)
-        return max(cost, known * 0.5 ** (age / max(self._default_block, 1e-9)))
 
     def block(self, method: str, reset_in: float | None) -> None:
         """Hold ``method`` for ``reset_in`` seconds after a 429 or a per-command
@@ -313,7 +299,7 @@ class OperatingWindow:
         for key, classes in counts.items():
             state = states[key]
             n = sum(classes.values())
-            cost = self._cost_of(state, classes) or 0.0
+            cost = estimate_cost(state, classes) or 0.0
             state.in_flight += n
             state.in_flight_cost += cost
             totals[key], costs[key] = n, cost
@@ -339,7 +325,7 @@ class OperatingWindow:
         self._store.transact(ticket.methods, transaction)
 
     @contextlib.contextmanager
-    def hold(self, methods: Mapping[str, int],
+    def hold(self, methods: Mapping[object, int],
              token: CancelToken | None = None) -> Iterator[WindowTicket]:
         """``with window.hold({"crm.deal.list": 50}):`` — acquire, and release on exit."""
         ticket = self.acquire(methods, token)
@@ -397,37 +383,6 @@ class OperatingWindow:
                 wait, longest, reason = method_wait, key, why
         return wait, longest, reason
 
-    @staticmethod
-    def _cost_of(state: MethodState, classes: Mapping[int, int]) -> float | None:
-        """Estimated seconds of commands (class -> count); None when nothing is known."""
-        if state.cost is None:
-            return None
-        known = state.class_costs
-        total = 0.0
-        for cost_class, n in classes.items():
-            recent = known.get(cost_class)
-            if recent is not None:
-                total += n * max(recent[0], recent[1])
-                continue
-            above = [c for c in known if c > cost_class]
-            if not above:  # deeper than anything seen: the highest cost seen
-                total += n * max([state.cost] + [max(r[0], r[1]) for r in known.values()])
-                continue
-            upper = min(above)
-            high = max(known[upper][0], known[upper][1])
-            below = [c for c in known if 0 < c < cost_class]
-            if not below:  # the nearest known class above bounds this one
-                total += n * high
-                continue
-            lower = max(below)
-            low = max(known[lower][0], known[lower][1])
-            # Between two known classes: the cost grows with the depth, about linearly
-            # (an offset scan), so draw the line through the deepest pages of both.
-            depth, d_low, d_high = (class_depth(c) for c in (cost_class, lower, upper))
-            share = (depth - d_low) / (d_high - d_low)
-            total += n * min(high, max(low, low + (high - low) * share))
-        return total
-
     def _rebase(self, state: MethodState, now: float, server_time: float | None,
                 reset_in: float | None) -> None:
         """A new newest report: re-anchor the log of spent time on it."""
@@ -472,7 +427,7 @@ class OperatingWindow:
             return deadline - now
         if self._probing(state, deadline, now) and state.in_flight > 0:
             return self._poll
-        cost = self._cost_of(state, classes)
+        cost = estimate_cost(state, classes)
         if cost is None:
             return 0.0
         room = self._threshold - state.in_flight_cost - cost
@@ -506,7 +461,6 @@ class OperatingWindow:
 
     def __repr__(self) -> str:
         return f"OperatingWindow(limit={self._limit}, enabled={self._enabled})"
-
 
 
 def _method_key(method: object) -> str:

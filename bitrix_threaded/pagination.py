@@ -33,21 +33,12 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .batch import Command, command_label
-from .errors import (
-    BitrixError,
-    CommandFailure,
-    OperationTimeLimit,
-    OverloadLimit,
-    QueryLimitExceeded,
-    ServerError,
-    TransportError,
-)
+from .errors import BitrixError, CommandFailure
 from .methods import ListMethod
+from .retry import RetryPolicy, RetryState
 from .validation import BitrixWarning
 
 PAGE = 50
-#: Attempts for a page that failed inside a batch for a transient reason.
-PAGE_ATTEMPTS = 30
 #: The fewest pages an ID-range batch is cut to when spreading an export out: below
 #: this the pages wasted past the end of each range cost more than the time saved.
 MIN_PAGES = 20
@@ -55,11 +46,16 @@ MIN_PAGES = 20
 
 @dataclass(frozen=True)
 class Plan:
-    """One batch request: commands labelled ``command_label(position)``."""
+    """One batch request: commands labelled ``command_label(position)``.
+
+    ``retry``: for a plan that asks again for failed pages, their retry state (the
+    driver waits its ``delay`` before sending); ``attempt`` counts such retries.
+    """
 
     commands: Tuple[Command, ...]
     tag: Any = None
     attempt: int = 0
+    retry: Optional[RetryState] = None
 
 
 @dataclass
@@ -75,16 +71,6 @@ class Outcome:
 class Step:
     records: List[Tuple[Any, Any]] = field(default_factory=list)
     plans: List[Plan] = field(default_factory=list)
-
-
-def _transient(failure: CommandFailure) -> bool:
-    """Safe to ask again: the page was not produced for a passing reason."""
-    err = failure.error
-    if isinstance(err, TransportError) and not err.retryable:
-        return False
-    return failure.code == "NOT_EXECUTED" or isinstance(
-        err, (OperationTimeLimit, QueryLimitExceeded, OverloadLimit, ServerError, TransportError)
-    )
 
 
 def _raise(failure: CommandFailure) -> None:
@@ -129,6 +115,16 @@ class Strategy(abc.ABC):
         #: Records expected, when known (for progress bars); may change as pages arrive.
         self.total: Optional[int] = None
         self.emitted = 0
+        #: Bounds page retries, as it bounds requests and batched commands (the client
+        #: sets its own).
+        self.retry_policy = RetryPolicy()
+
+    def _again(self, plan: Plan, failure: CommandFailure) -> Optional[RetryState]:
+        """The retry state for asking again for a failed page of ``plan``; None when the
+        failure is not transient or the policy's budget for it is spent."""
+        state = plan.retry or RetryState(self.retry_policy)
+        state = state.increment(failure.error, write=False)
+        return state if state.retry else None
 
     @abc.abstractmethod
     def initial(self) -> List[Plan]:
@@ -179,11 +175,14 @@ class OffsetPages(Strategy):
     def consume(self, plan: Plan, outcome: Outcome) -> Step:
         step = Step()
         retry: List[Tuple[int, Command]] = []
+        again: Optional[RetryState] = None
         for position, command in enumerate(plan.commands):
             offset = command.params["start"]
             if position not in outcome.results:
                 failure = next(f for f in outcome.failures if f.index == position)
-                if _transient(failure) and plan.attempt < PAGE_ATTEMPTS:
+                state = self._again(plan, failure)
+                if state is not None:
+                    again = state
                     retry.append((offset, command))
                     continue
                 _raise(failure)
@@ -214,7 +213,7 @@ class OffsetPages(Strategy):
                 self._held = []
         if retry:
             step.plans.append(Plan(tuple(c for _, c in retry), tag=plan.tag,
-                                   attempt=plan.attempt + 1))
+                                   attempt=plan.attempt + 1, retry=again))
         self.emitted += len(step.records)
         return step
 
@@ -344,8 +343,10 @@ class IdRanges(Strategy):
     def _consume_probe(self, plan: Plan, outcome: Outcome) -> Step:
         step = Step()
         for failure in outcome.failures:
-            if _transient(failure) and plan.attempt < PAGE_ATTEMPTS:
-                step.plans.append(Plan(plan.commands, tag="probe", attempt=plan.attempt + 1))
+            state = self._again(plan, failure)
+            if state is not None:
+                step.plans.append(Plan(plan.commands, tag="probe", attempt=plan.attempt + 1,
+                                       retry=state))
                 return step
             _raise(failure)
         page = self.method.records(outcome.results.get(0), "start=0")
@@ -384,13 +385,13 @@ class IdRanges(Strategy):
         rng.busy = False
         failed = {f.index: f for f in outcome.failures}
         finished = False
-        stalled = False
+        stalled: Optional[RetryState] = None
         start = rng.lo
         for position in range(len(plan.commands)):
             if position in failed:
                 failure = failed[position]
-                if _transient(failure) and plan.attempt < PAGE_ATTEMPTS:
-                    stalled = True
+                stalled = self._again(plan, failure)
+                if stalled is not None:
                     break
                 _raise(failure)
             page = self.method.records(outcome.results.get(position),
@@ -411,9 +412,10 @@ class IdRanges(Strategy):
         rng.learn(len(step.records), min(rng.lo, rng.hi) - start)
         if finished:
             rng.done = True
-        elif stalled:
+        elif stalled is not None:
             retry = self._range_plan(plan.tag)
-            step.plans.append(Plan(retry.commands, tag=plan.tag, attempt=plan.attempt + 1))
+            step.plans.append(Plan(retry.commands, tag=plan.tag, attempt=plan.attempt + 1,
+                                   retry=stalled))
         else:
             # The range holds more than planned: continue it, split across the slots
             # that ranges finished early have freed.
@@ -490,10 +492,13 @@ class IdList(Strategy):
     def consume(self, plan: Plan, outcome: Outcome) -> Step:
         step = Step()
         retry = []
+        again: Optional[RetryState] = None
         for position, command in enumerate(plan.commands):
             if position not in outcome.results:
                 failure = next(f for f in outcome.failures if f.index == position)
-                if _transient(failure) and plan.attempt < PAGE_ATTEMPTS:
+                state = self._again(plan, failure)
+                if state is not None:
+                    again = state
                     retry.append(command)
                     continue
                 _raise(failure)
@@ -505,7 +510,8 @@ class IdList(Strategy):
                     self.found.add(rid)
                     step.records.append((rid, record))
         if retry:
-            step.plans.append(Plan(tuple(retry), tag=plan.tag, attempt=plan.attempt + 1))
+            step.plans.append(Plan(tuple(retry), tag=plan.tag, attempt=plan.attempt + 1,
+                                   retry=again))
         self.emitted += len(step.records)
         return step
 

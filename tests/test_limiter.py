@@ -640,4 +640,4 @@ def test_the_cost_estimate_keeps_the_expensive_commands_in_view():
 
 
 def window_default_block(window):
-    return window._default_block
+    return window._half_life

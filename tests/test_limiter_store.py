@@ -142,3 +142,18 @@ def test_system_clock_wait_wakes_on_cancel():
     token = CancelToken()
     threading.Timer(0.01, token.cancel).start()
     assert SYSTEM_CLOCK.wait(30.0, token) is True
+
+
+def test_costs_that_keep_exceeding_their_estimate_earn_a_margin():
+    from bitrix_threaded.limiter_store import MethodState
+    from bitrix_threaded.operating_costs import estimate_cost, learn_cost, margin
+
+    steady, rising = MethodState(), MethodState()
+    for i in range(40):
+        learn_cost(steady, 0.04, 0, float(i), 60.0)
+        learn_cost(rising, 0.04 * (1.05 ** i), 0, float(i), 60.0)
+    assert margin(steady) == 0.0
+    assert estimate_cost(steady, {0: 10}) == pytest.approx(0.4)
+    assert 0.1 < margin(rising) <= 0.5
+    highest = 0.04 * 1.05 ** 39
+    assert estimate_cost(rising, {0: 1}) == pytest.approx(highest * (1 + margin(rising)))

@@ -117,7 +117,7 @@ return {int(ahead * 1000000 / iv), int(iv)}
 # Operating window. Per method i (1-based) KEYS[2i-1] = report hash {op, srv, reset,
 # blocked, cost, cost_at, c<class>, c<class>@} and KEYS[2i] = lease zset (member
 # "<lease id>|<cost us>", score = expiry us). ``cost`` is one command's cost (the
-# highest recent, halving every default block), ``c<class>`` the same per cost
+# highest recent, halving every cost half-life), ``c<class>`` the same per cost
 # class (offset pages of similar depth).
 # ARGV threshold us, lease ttl us, lease id, poll us, key ttl ms, then per method:
 # k, then k pairs (cost class, command count).
@@ -203,7 +203,8 @@ return out
 """
 
 # Settle a request: free its leases and store the newest reports.
-# KEYS as ACQUIRE. ARGV lease id, threshold us, default block us, key ttl ms, then
+# KEYS as ACQUIRE. ARGV lease id, threshold us, default block us, key ttl ms, cost
+# half-life us, then
 # per method: booked cost us (-1: no lease), operating us (-1: no report), server
 # time us (-1: unknown), reset in us (-1: unknown), k, then k pairs (cost class,
 # the highest cost us reported for it).
@@ -212,19 +213,20 @@ local lease_id = ARGV[1]
 local threshold = tonumber(ARGV[2])
 local default_block = tonumber(ARGV[3])
 local key_ttl = tonumber(ARGV[4])
+local half_life = tonumber(ARGV[5])
 local now = now_us()
--- The highest recent cost, halving every default block: one method's commands can
+-- The highest recent cost, halving every half-life: one method's commands can
 -- differ tenfold, and an average would let a wave overshoot the budget.
 local function decayed_max(win, field, cost)
   local known = tonumber(redis.call('HGET', win, field))
   if known then
     local since = tonumber(redis.call('HGET', win, field .. '@')) or now
     local age = math.max(0, now - since)
-    cost = math.max(cost, known * math.pow(0.5, age / math.max(default_block, 1)))
+    cost = math.max(cost, known * math.pow(0.5, age / math.max(half_life, 1)))
   end
   redis.call('HSET', win, field, int(cost), field .. '@', int(now))
 end
-local at = 5
+local at = 6
 for i = 1, #KEYS / 2 do
   local win, leases = KEYS[2 * i - 1], KEYS[2 * i]
   local booked = tonumber(ARGV[at])

@@ -19,11 +19,12 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from typing import Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from ..cancel import CancelToken
 from ..clock import Clock, wait_on
 from ..limiter import OperatingWindow, WindowTicket
+from ..operating import RESET
 from .keys import KeySpace
 from .link import DOWN, RedisLink
 from .scripts import Scripts, as_ints
@@ -70,10 +71,14 @@ class SharedWindow:
                  limit: float = 480.0, clock: Clock, enabled: bool = True,
                  headroom: float = 0.1, default_block: float = 60.0,
                  poll_interval: float = 0.05, span: Optional[float] = None,
+                 on_wait: Optional[Callable[[str, str, float], None]] = None,
+                 cost_half_life: Optional[float] = None,
                  lease_seconds: float = LEASE_SECONDS) -> None:
         self._local = OperatingWindow(limit, clock=clock, enabled=enabled, headroom=headroom,
                                       default_block=default_block, poll_interval=poll_interval,
-                                      span=span)
+                                      span=span, on_wait=on_wait, cost_half_life=cost_half_life)
+        self._on_wait = on_wait
+        self._half_life = default_block if cost_half_life is None else cost_half_life
         self._scripts = scripts
         self._link = link
         self._keys = keys
@@ -182,7 +187,11 @@ class SharedWindow:
             if numbers[0] == 0:
                 self._opened()
                 return SharedTicket(self, lease, totals, dict(zip(names, numbers[1:])))
-            if wait_on(self._clock, numbers[0] / _US, token) and token is not None:
+            wait = numbers[0] / _US
+            if wait >= OperatingWindow.VISIBLE_WAIT and self._on_wait is not None:
+                # The script does not say which method held the request: name them all.
+                self._on_wait(", ".join(names), RESET, wait)
+            if wait_on(self._clock, wait, token) and token is not None:
                 raise token.error()
 
     def _opened(self) -> None:
@@ -218,7 +227,8 @@ class SharedWindow:
             return
         keys: List[str] = []
         args: List[object] = [lease or "-", _us(self._local.threshold),
-                              _us(self._default_block), self._key_ttl_ms]
+                              _us(self._default_block), self._key_ttl_ms,
+                              _us(self._half_life)]
         for name in names:
             keys += [self._keys.window(name), self._keys.leases(name)]
             report = reports.get(name)
