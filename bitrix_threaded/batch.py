@@ -1,7 +1,7 @@
 """The batch protocol: packing commands into ``batch`` calls and unpacking the replies.
 
-The one place that knows the ``batch`` envelope (Bitrix24 docs,
-api-reference/how-to-call-rest-api/batch.md): command labels, the
+The one place that knows the ``batch`` envelope (b24-rest-docs
+``api-reference/how-to-call-rest-api/batch.md``): command labels, the
 ``result``/``result_error``/``result_total``/``result_next``/``result_time``
 maps, the ``time`` blocks (each command's operating time is charged to its
 own method), the label-to-method map and each command's cost class. The
@@ -220,7 +220,8 @@ def time_numbers(block: Any) -> TimeNumbers:
     """``(operating, reset_in, finish, processing)`` from a ``time`` block, None when absent.
 
     ``reset_in`` is ``operating_reset_at - finish`` in server seconds (0 at least),
-    so the two clocks' skew never matters (Bitrix24 docs, api-reference/data-types.md#time).
+    so the two clocks' skew never matters (b24-rest-docs ``api-reference/data-types.md``,
+    the ``time`` block).
     """
     if not isinstance(block, Mapping):
         return None, None, None, None

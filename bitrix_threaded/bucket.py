@@ -5,7 +5,7 @@ adaptive drain rate. Its state (:class:`~bitrix_threaded.limiter_store.BucketSta
 lives in a :class:`~bitrix_threaded.limiter_store.BucketStore`; every decision is
 one store transaction built from the pure functions below.
 
-Rate limits: Bitrix24 docs, settings/performance/limits.md (a bucket of 50
+Rate limits: b24-rest-docs ``settings/performance/limits.md`` (a bucket of 50
 requests draining 2/s; Enterprise 250 and 5/s).
 """
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The operating-time window: each method's budget of server seconds (429 OPERATION_TIME_LIMIT).
 
 The algorithm mirrors the server's per-method window of ten minute-buckets
-from the ``time`` blocks it reports (Bitrix24 docs,
-settings/performance/limits.md: "operating" and "operating_reset_at"). Its
+from the ``time`` blocks it reports (b24-rest-docs ``settings/performance/limits.md``:
+``operating`` and ``operating_reset_at``). Its
 per-method state (:class:`~bitrix_threaded.limiter_store.MethodState`) lives
 in a :class:`~bitrix_threaded.limiter_store.WindowStore`; every decision is
 one store transaction, and waits happen outside it.

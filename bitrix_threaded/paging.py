@@ -1,7 +1,7 @@
 """Paging facts the engine's limiter and batches share (pure, thread-safe).
 
-The server pages every list method by 50 records (``LIST_LIMIT``; Bitrix24
-docs, api-reference/how-to-call-rest-api/list-methods-pecularities.md): a
+The server pages every list method by 50 records (``LIST_LIMIT``; b24-rest-docs
+``api-reference/how-to-call-rest-api/list-methods-pecularities.md``): a
 page at offset ``start`` makes the server skip, and count, that many rows,
 so deeper pages cost more operating time.
 """

@@ -229,3 +229,14 @@ def test_writes_on_the_wire_when_stopped_are_reported_ambiguous():
         assert len(error.results) + len(error.ambiguous) + len(error.not_executed) == 500
         # The stalled batches ran after all; the unsent ones did not.
         assert portal.count("deal") == len(error.results) + len(error.ambiguous)
+
+
+def test_an_iterator_dropped_unstarted_lets_go_of_the_client():
+    import gc
+
+    with portal_with(deals=10) as portal, client(portal) as bx:
+        records = bx.iter_all("crm.deal.list")
+        assert len(bx._root._callbacks) == 1
+        del records
+        gc.collect()
+        assert bx._root._callbacks == []
