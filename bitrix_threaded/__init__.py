@@ -41,6 +41,7 @@ from .errors import (
 from .limiter import ConcurrencyGate, LeakyBucket, OperatingWindow
 from .pagination import IdList, IdRanges, OffsetPages
 from .retry import RetryPolicy
+from .shared_limits import SharedLimitsUnavailable
 from .validation import BitrixWarning
 
 from ._version import __version__
@@ -85,6 +86,7 @@ __all__ = [
     "RequestTimeout",
     "RetryPolicy",
     "ServerError",
+    "SharedLimitsUnavailable",
     "SystemClock",
     "TokenSet",
     "TransportError",

@@ -47,6 +47,7 @@ from .pagination import (
 )
 from .retry import RetryPolicy, is_write_method
 from .runner import Runner
+from .shared_limits import SharedLimits
 from .transport import DEFAULT_MAX_REPLY_BYTES, DEFAULT_TIMEOUT, Timeout, Transport
 from .validation import (
     BitrixWarning,
@@ -105,6 +106,15 @@ class Bitrix:
     upgrade from http to https.
 
     ``verbose``: tqdm progress bars on multi-item calls.
+
+    Several processes or hosts: ``shared_limits`` (a ``redis://`` URL or a
+    ``redis.Redis`` client; default ``$BITRIX_SHARED_LIMITS``; False: never) makes
+    every client on the same Redis and portal share one leaky bucket, one
+    operating window per application and method, and OAuth rotations (needs the
+    ``redis`` extra). ``shared_limits_fallback``: while Redis is unavailable,
+    ``"local"`` limits each process to a quarter of the rate (a number in (0, 1]:
+    that share), ``"raise"`` stops with ``SharedLimitsUnavailable``. ``bucket_key``
+    separates the bucket of hosts with their own public address.
     """
 
     def __init__(
@@ -132,6 +142,9 @@ class Bitrix:
         max_workers: Optional[int] = None,
         retry: Optional[RetryPolicy] = None,
         clock: Clock = SYSTEM_CLOCK,
+        shared_limits: Any = None,
+        shared_limits_fallback: Union[str, float] = "local",
+        bucket_key: Optional[str] = None,
     ):
         expect("verbose", verbose, bool)
         expect("respect_velocity_policy", respect_velocity_policy, bool)
@@ -151,10 +164,23 @@ class Bitrix:
         ssl = check_ssl(ssl)
         expect("retry", retry, Optional[RetryPolicy])
 
+        shared = SharedLimits.resolve(
+            shared_limits, fallback=shared_limits_fallback, bucket_key=bucket_key, clock=clock)
         self.credentials = self._credentials(
             webhook, token_func, client_id, client_secret, refresh_token, access_token,
             oauth_token_url, on_token_refresh,
         )
+        self.shared_limits = shared
+        shared_keys = None
+        if self.shared_limits is not None:
+            shared_keys = self.shared_limits.keyspace(
+                self.credentials.base_url, *_app_identity(self.credentials))
+            if isinstance(self.credentials, OAuthRefresher):
+                # The same credentials, with refreshes coordinated through Redis.
+                self.credentials = self.shared_limits.oauth(
+                    shared_keys, webhook, client_id=client_id, client_secret=client_secret,
+                    refresh_token=refresh_token, access_token=access_token,
+                    token_url=oauth_token_url, on_refresh=on_token_refresh)
         self.verbose = verbose
         self.batch_size = batch_size
         self.respect_velocity_policy = respect_velocity_policy
@@ -168,8 +194,8 @@ class Bitrix:
         # The portal counts a request when it arrives, not when we send it: requests
         # sent apart can arrive together. Keep one request plus 0.1 s of drain free.
         margin = min(request_pool_size - 1.0, 1.0 + 0.1 * float(requests_per_second))
-        self.bucket = LeakyBucket(request_pool_size, float(requests_per_second), clock=clock,
-                                  margin=max(0.0, margin))
+        bucket_settings = dict(capacity=request_pool_size, rate=float(requests_per_second),
+                               clock=clock, margin=max(0.0, margin))
         # A method blocked (429) with no reset time known is held for the whole window:
         # only then is its time certainly freed. Cost estimates decay as the portal
         # frees time, one minute-bucket (a tenth of the window) at a time.
@@ -178,11 +204,20 @@ class Bitrix:
         self._bars: List[tqdm] = []
         self._bars_lock = threading.Lock()  # guards the bars and the waits announced
         self._announced: Dict[Tuple[str, str], float] = {}
-        self.window = OperatingWindow(
-            float(operating_time_limit), clock=clock, enabled=respect_velocity_policy,
+        window_settings = dict(
+            limit=float(operating_time_limit), clock=clock, enabled=respect_velocity_policy,
             default_block=span, cost_half_life=span / 10, span=span,
             on_wait=self._announce_wait,
         )
+        self.bucket: Any
+        self.window: Any
+        if self.shared_limits is None or shared_keys is None:
+            self.bucket = LeakyBucket(**bucket_settings)  # type: ignore[arg-type]
+            self.window = OperatingWindow(**window_settings)  # type: ignore[arg-type]
+        else:
+            del bucket_settings["clock"], window_settings["clock"]
+            self.bucket = self.shared_limits.bucket(shared_keys, **bucket_settings)
+            self.window = self.shared_limits.window(shared_keys, **window_settings)
         self.gate = ConcurrencyGate(workers)
         self._runner = Runner(
             self.transport,
@@ -242,6 +277,8 @@ class Bitrix:
         self._root.cancel("the client was closed", closed=True)
         self._runner.close()
         self.transport.close()
+        if self.shared_limits is not None:
+            self.shared_limits.close()
 
     @property
     def closed(self) -> bool:
@@ -625,11 +662,28 @@ class Bitrix:
 
     def stats(self) -> Dict[str, Any]:
         """The limiter's view: bucket rate, concurrency, per-method operating budgets."""
-        return {
+        stats = {
             "requests_per_second": self.bucket.current_rate,
             "concurrency": self.gate.effective_limit,
             "operating": self.window.snapshot(),
         }
+        if self.shared_limits is not None:
+            stats["shared_limits"] = {
+                "redis_up": self.shared_limits.link.up,
+                "round_trips": self.shared_limits.round_trips,
+                "outages": self.shared_limits.link.outages,
+            }
+        return stats
+
+
+def _app_identity(credentials: Credentials) -> Tuple[str, ...]:
+    """What names the application whose operating time the portal counts; only its
+    hash reaches Redis."""
+    if isinstance(credentials, Webhook):
+        return ("webhook", str(credentials.user_id), *credentials.secrets())
+    if isinstance(credentials, OAuthRefresher):
+        return ("oauth", credentials.client_id)
+    return ("token", type(credentials).__name__)
 
 
 def _advance(bar: tqdm, n: int) -> None:
