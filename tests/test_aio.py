@@ -179,18 +179,23 @@ def test_async_for_applies_backpressure(fake_portal_factory):
         first = await records.__anext__()
         await _until_quiet(portal)
         paused = portal.stats()["requests"]
+        served = portal.stats()["records"]
         await asyncio.sleep(0.2)
         still = portal.stats()["requests"]
         rest = [record async for record in records]
         await abx.aclose()
-        return first, paused, still, rest
+        return first, paused, served, still, rest
 
     portal.reset_stats()
-    first, paused, still, rest = asyncio.run(main())
+    first, paused, served, still, rest = asyncio.run(main())
     bx.close()
     assert still == paused  # nothing fetched while nobody reads
-    # the plans in flight, the batch being handed over and the one waiting behind it
-    assert paused <= 2 + 3, (paused, whole)
+    # Records fetched ahead of the reader: the batch taken by the loop, the one the
+    # reader holds, and the plans in flight plus the one being handed over (100
+    # records a plan at batch_size 2). Pages of counted pieces may be part-full, so
+    # this is bounded in records, not requests.
+    assert served <= 100 + 100 + (2 + 1) * 100, (served, paused, whole)
+    assert paused < whole / 4, (paused, whole)
     assert whole > 20
     assert len(rest) + 1 == 5000 and "ID" in first
 
@@ -372,7 +377,9 @@ def test_async_token_func_failure_is_an_auth_error_without_its_text(fake_portal)
     with pytest.raises(bitrix_threaded.AuthError) as failed:
         asyncio.run(main())
     assert "secret-refresh-token-value" not in str(failed.value)
-    assert failed.value.__cause__ is None and failed.value.__suppress_context__
+    err = failed.value
+    assert err.__cause__ is None
+    assert err.__context__ is None or err.__suppress_context__
 
 
 def test_progress_bars_follow_the_sync_rules(fake_portal, capsys):
