@@ -387,7 +387,9 @@ class Runner:
             wait = self.window.delay({keys[0]: 1})
             if wait <= 0.0:
                 return len(chunk)
-            if wait >= VISIBLE_BUCKET_WAIT and self.on_wait is not None and not announced:
+            if wait >= OperatingWindow.VISIBLE_WAIT and self.on_wait is not None \
+                    and not announced:
+                # Announced once: the acquire that follows announces its own waits.
                 self.on_wait(keys[0][0], BUDGET, wait)
                 announced = True
             if wait_on(self.clock, wait, token):

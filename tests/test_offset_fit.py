@@ -207,3 +207,21 @@ def test_an_export_larger_than_the_window_sends_partial_batches_without_a_refusa
         # Whole batches: the first page, the deepest alone, then 10 + 10 + 10 + 8.
         assert sum(sizes) == 40
         assert len(sizes) > 6, sizes
+
+
+def test_waiting_for_room_waits_on_the_clock_and_is_announced():
+    from bitrix_threaded.operating import BUDGET
+
+    clock = ManualClock()
+    with FakePortal(deals=200, profile="instant") as portal, \
+            Bitrix(portal.webhook, verbose=False, clock=clock) as bx:
+        runner = bx._runner
+        heard: List[Tuple[str, str, float]] = []
+        runner.on_wait = lambda method, reason, seconds: heard.append(
+            (method, reason, seconds))
+        runner.window.block(LIST, 30.0)
+        chunk = [(i, Command(LIST, {"start": 50 * i, "select": ["ID"]})) for i in range(3)]
+        outcome = runner.run_batch(chunk, divisible=True)
+        assert sorted(outcome.results) == [0, 1, 2] and outcome.rest == []
+        assert sum(clock.sleeps) == pytest.approx(30.0)
+        assert heard == [(LIST, BUDGET, pytest.approx(30.0))]
