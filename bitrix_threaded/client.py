@@ -10,11 +10,15 @@ never exceed the portal's limits. Calls may be nested (a progress callback or
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import warnings
 from operator import itemgetter
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import (
+    Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union,
+)
 
+import requests
 from tqdm import tqdm
 
 from .auth import (
@@ -40,8 +44,16 @@ from .validation import BitrixWarning, check_method, check_params, expect
 
 log = logging.getLogger("bitrix_threaded")
 
-ItemList = Union[Mapping[str, Any], Sequence[Mapping[str, Any]], None]
+Items = Union[Mapping[str, Any], Iterable[Any], None]
 StrategyChoice = Union[str, type, None]
+
+
+def _item_sequence(items: Any, what: str) -> List[Any]:
+    """``items`` (any iterable but a string) as a list; generators are read once, here."""
+    if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
+        raise TypeError(f"{what} must be a dict or a list (or other iterable) of dicts, "
+                        f"got {type(items).__name__}")
+    return list(items)
 
 
 def _by_key(pairs: List[Tuple[Any, Any]]) -> List[Any]:
@@ -100,6 +112,12 @@ class Bitrix:
     optionally ``access_token``), refreshed through ``oauth_token_url``; rotated tokens
     are passed to ``on_token_refresh(token_set)`` so they can be stored.
 
+    The first ten parameters, up to ``ssl``, may be passed by position in
+    fast_bitrix24's order; every other one is keyword-only.
+
+    ``client``: a ``requests.Session`` used as the template of every worker thread's
+    session: its headers, proxies, certificates, cookies, auth and mounted adapters
+    apply to every request. It stays the caller's to close.
     ``ssl``: True to verify certificates, False not to, or a CA bundle path.
     ``verbose``: tqdm progress bars on multi-item calls.
     """
@@ -107,7 +125,6 @@ class Bitrix:
     def __init__(
         self,
         webhook: str,
-        *,
         token_func: Optional[Callable[[], str]] = None,
         verbose: bool = True,
         respect_velocity_policy: bool = True,
@@ -115,8 +132,10 @@ class Bitrix:
         requests_per_second: float = 2.0,
         batch_size: int = MAX_BATCH_SIZE,
         operating_time_limit: float = 480.0,
-        operating_window: Optional[float] = None,
+        client: Optional[requests.Session] = None,
         ssl: Union[bool, str] = True,
+        *,
+        operating_window: Optional[float] = None,
         client_id: Optional[str] = None,
         client_secret: Optional[str] = None,
         refresh_token: Optional[str] = None,
@@ -136,6 +155,8 @@ class Bitrix:
         expect("operating_time_limit", operating_time_limit, Union[int, float])
         expect("operating_window", operating_window, Optional[Union[int, float]])
         expect("ssl", ssl, Union[bool, str])
+        if client is not None and not isinstance(client, requests.Session):
+            raise TypeError(f"client must be a requests.Session, got {type(client).__name__}")
         expect("max_workers", max_workers, Optional[int])
         expect("retry", retry, Optional[RetryPolicy])
         if request_pool_size < 1:
@@ -160,7 +181,8 @@ class Bitrix:
         self.respect_velocity_policy = respect_velocity_policy
         # Enough workers to spend the bucket's whole burst at once.
         workers = max_workers or min(64, request_pool_size)
-        self.transport = Transport(self.credentials, timeout=timeout, verify=ssl)
+        self.transport = Transport(self.credentials, timeout=timeout, verify=ssl,
+                                   template=client)
         if isinstance(self.credentials, OAuthRefresher):
             token_url = oauth_token_url
             self.credentials.bind(lambda query: self.transport.get_json(token_url, query))
@@ -240,27 +262,48 @@ class Bitrix:
         )
 
     # -- calls ---------------------------------------------------------------------------
-    def call(self, method: str, item_list: ItemList = None, *, raw: bool = False) -> Any:
+    def call(
+        self,
+        method: str,
+        items: Items = None,
+        *,
+        raw: bool = False,
+        item_list: Items = None,
+    ) -> Any:
         """Call ``method`` once, or once per item of a list.
 
-        * ``item_list`` a dict (or None): one call; returns its ``result``.
-        * ``item_list`` a list/tuple of dicts: one command per item, sent in batches;
-          returns a tuple of results in input order. If any command fails, raises
-          :class:`BatchError` listing every failure with the successful results in
-          ``.results``.
-        * ``raw=True``: one unbatched JSON call with ``item_list`` sent as given; returns
-          the whole reply envelope (``result``, ``time``, ``total``, ``next``...).
+        * ``items`` a dict (or None): one call; returns its ``result``.
+        * ``items`` a list, tuple, generator or other iterable of dicts: one command
+          per item, sent in batches; returns a tuple of results in input order. If any
+          command fails, raises :class:`BatchError` listing every failure with the
+          successful results in ``.results``.
+        * ``raw=True``: one unbatched JSON call with ``items`` sent as given (a dict,
+          or a list for methods that take positional parameters); returns the whole
+          reply envelope (``result``, ``time``, ``total``, ``next``...).
+
+        ``item_list`` is the former name of ``items`` (deprecated).
         """
+        if item_list is not None:
+            if items is not None:
+                raise TypeError("pass items or item_list (its former name), not both")
+            warnings.warn("call(item_list=...) is deprecated; the argument is now 'items'",
+                          DeprecationWarning, stacklevel=2)
+            items = item_list
         name = check_method(method)
         expect("raw", raw, bool)
         if raw:
-            if item_list is not None and not isinstance(item_list, Mapping):
-                raise TypeError("with raw=True, item_list must be a dict or None")
-            return self._runner.request(
-                name, dict(item_list or {}), write=is_write_method(name)
-            ).data
-        if item_list is None or isinstance(item_list, Mapping):
-            params = check_params(item_list)
+            payload: Any = items
+            if payload is not None and not isinstance(payload, Mapping):
+                payload = _item_sequence(payload, "with raw=True, items")
+            elif payload is not None:
+                payload = dict(payload)
+            try:
+                json.dumps(payload)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"with raw=True, items must be JSON-serializable: {exc}") from None
+            return self._runner.request(name, payload, write=is_write_method(name)).data
+        if items is None or isinstance(items, Mapping):
+            params = check_params(items)
             reply = self._runner.request(name, normalize(params), write=is_write_method(name))
             if "result" not in reply.data:
                 raise InvalidResponse(
@@ -268,13 +311,10 @@ class Bitrix:
                     method=name,
                 )
             return reply.data["result"]
-        if isinstance(item_list, (str, bytes)) or not isinstance(item_list, Sequence):
-            raise TypeError(
-                f"item_list must be a dict or a list of dicts, got {type(item_list).__name__}"
-            )
+        listed = _item_sequence(items, "items")
         commands = []
-        for i, item in enumerate(item_list):
-            commands.append(Command(name, check_params(item, where=f"item_list[{i}]")))
+        for i, item in enumerate(listed):
+            commands.append(Command(name, check_params(item, where=f"items[{i}]")))
             encode_command(name, item)  # bad values raise TypeError here, before any request
         results = self._run(commands, desc=name)
         return tuple(results[i] for i in range(len(commands)))
@@ -357,18 +397,20 @@ class Bitrix:
     def get_by_ID(
         self,
         method: str,
-        ID_list: Sequence[Union[int, str]],
+        ID_list: Iterable[Union[int, str]],
         ID_field_name: str = "ID",
         params: Optional[Mapping[str, Any]] = None,
     ) -> Dict[Union[int, str], Any]:
         """Call ``method`` (e.g. ``crm.deal.get``) once per ID; returns ``{ID: result}``.
 
-        The dict keeps the order of ``ID_list`` (duplicates are fetched once); failures
-        raise :class:`BatchError`. ``params`` are added to every command.
+        ``ID_list`` is any iterable of IDs (a generator is read once). The dict keeps
+        its order and the IDs as given (``1`` and ``"1"`` are different keys;
+        duplicates are fetched once); failures raise :class:`BatchError`. ``params``
+        are added to every command.
         """
         name = check_method(method)
-        if isinstance(ID_list, (str, bytes)) or not isinstance(ID_list, Sequence):
-            raise TypeError("ID_list must be a list of IDs")
+        if isinstance(ID_list, (str, bytes, Mapping)) or not isinstance(ID_list, Iterable):
+            raise TypeError("ID_list must be a list (or other iterable) of IDs")
         expect("ID_field_name", ID_field_name, str)
         extra = dict(check_params(params))
         ids: List[Union[int, str]] = []

@@ -40,7 +40,7 @@ from .errors import (
 )
 from .limiter import ConcurrencyGate, LeakyBucket, OperatingWindow, cost_class
 from .retry import RetryPolicy, is_write_method
-from .transport import Reply, Transport
+from .transport import Payload, Reply, Transport
 
 log = logging.getLogger("bitrix_threaded")
 
@@ -156,7 +156,7 @@ class Runner:
     def request(
         self,
         method: str,
-        payload: Optional[Mapping[str, Any]],
+        payload: Payload,
         *,
         write: bool,
         commands: Optional[Mapping[Any, int]] = None,
@@ -226,7 +226,7 @@ class Runner:
     def _send_once(
         self,
         method: str,
-        payload: Optional[Mapping[str, Any]],
+        payload: Payload,
         counts: Mapping[Any, int],
         labels: Optional[Mapping[str, str]],
         classes: Optional[Mapping[str, int]],

@@ -18,11 +18,10 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
 
 from ._version import __version__
 from .auth import Credentials
@@ -34,10 +33,14 @@ from .errors import (
     TransportError,
     error_from_reply,
 )
+from .sessions import worker_session
 
 log = logging.getLogger("bitrix_threaded")
 
 Timeout = Union[float, Tuple[float, float]]
+# A request body: named parameters (a JSON object), or positional ones (a JSON array,
+# which some legacy methods take, e.g. ``task.checklistitem.add``), or nothing.
+Payload = Union[Mapping[str, Any], Sequence[Any], None]
 _SNIPPET = 200
 
 
@@ -51,7 +54,7 @@ class Reply:
     size: int
 
 
-def _json_dumps(payload: Mapping[str, Any]) -> bytes:
+def _json_dumps(payload: Any) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
@@ -69,13 +72,16 @@ class Transport:
         timeout: Timeout = (10.0, 120.0),
         verify: Union[bool, str] = True,
         pool_size: int = 2,
+        template: Optional[requests.Session] = None,
     ):
         self.credentials = credentials
         self.timeout = timeout
         self.verify = verify
         self._pool_size = pool_size
+        self._template = template
         self._local = threading.local()
-        self._sessions: List[requests.Session] = []
+        # Each worker session with the adapters it owns (a template's are the caller's).
+        self._sessions: List[Tuple[requests.Session, List[Any]]] = []
         self._lock = threading.Lock()
         self._closed = False
 
@@ -85,19 +91,15 @@ class Transport:
             raise RuntimeError("the client is closed")
         session = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
-            adapter = HTTPAdapter(
-                pool_connections=1, pool_maxsize=self._pool_size, max_retries=0
+            session, owned = worker_session(
+                self._template, verify=self.verify, pool_size=self._pool_size,
+                user_agent=f"bitrix_threaded/{__version__}",
             )
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            session.headers["User-Agent"] = f"bitrix_threaded/{__version__}"
-            session.verify = self.verify
             with self._lock:
                 if self._closed:
-                    session.close()
+                    _close(owned)
                     raise RuntimeError("the client is closed")
-                self._sessions.append(session)
+                self._sessions.append((session, owned))
             self._local.session = session
         return session
 
@@ -106,32 +108,42 @@ class Transport:
         with self._lock:
             self._closed = True
             sessions, self._sessions = self._sessions, []
-        for session in sessions:
-            session.close()
+        for _, owned in sessions:
+            _close(owned)
 
     @property
     def closed(self) -> bool:
         return self._closed
 
     # -- requests ---------------------------------------------------------------------
-    def post(self, method: str, payload: Optional[Mapping[str, Any]] = None) -> Reply:
+    def post(self, method: str, payload: Payload = None) -> Reply:
         """POST ``payload`` as JSON to ``method`` (authenticated) and return the envelope.
 
         Raises a BitrixError subclass: the portal's own error (``error_from_reply``),
         :class:`InvalidResponse` for a reply that is not a JSON envelope, or a
         :class:`TransportError` when no reply arrived.
         """
-        body: Dict[str, Any] = dict(payload or {})
-        body.update(self.credentials.auth_params())
-        data = _json_dumps(body)
+        auth = self.credentials.auth_params()
+        query: Optional[Dict[str, str]] = None
+        if payload is None or isinstance(payload, Mapping):
+            data = _json_dumps({**(payload or {}), **auth})
+        else:
+            # An array body has no room for named parameters: the token (OAuth only)
+            # goes in the query string, where the portal reads it too.
+            data = _json_dumps(list(payload))
+            query = auth or None
         url = self.credentials.method_url(method)
         started = time.monotonic()
         try:
             # Streamed, then read in one call: requests' .content would gather a
             # 1-2 MB batch reply in 10 KB pieces, at twice the CPU.
-            response = self._session().post(
+            session = self._session()
+            response = session.post(
                 url,
                 data=data,
+                params=query,
+                # Per request, or requests lets $REQUESTS_CA_BUNDLE override ssl=False.
+                verify=session.verify,
                 headers={"Content-Type": "application/json; charset=utf-8"},
                 timeout=self.timeout,
                 stream=True,
@@ -148,7 +160,9 @@ class Transport:
     def get_json(self, url: str, params: Mapping[str, str]) -> Dict[str, Any]:
         """GET an absolute URL (the OAuth token endpoint) and return its JSON object."""
         try:
-            response = self._session().get(url, params=dict(params), timeout=self.timeout)
+            session = self._session()
+            response = session.get(url, params=dict(params), timeout=self.timeout,
+                                   verify=session.verify)
             body = response.content
         except requests.RequestException as exc:
             raise self._map_exception(exc, "oauth.token") from None
@@ -201,6 +215,13 @@ class Transport:
                 )
             return ConnectionFailed("CONNECTION_LOST", detail, method=method, executed=None)
         return TransportError("TRANSPORT_ERROR", detail, method=method, executed=None)
+
+
+def _close(adapters: List[Any]) -> None:
+    # Closing a worker session means closing the adapters it owns; requests' own
+    # Session.close() would also close the caller's template adapters.
+    for adapter in adapters:
+        adapter.close()
 
 
 def _never_connected(exc: BaseException) -> bool:

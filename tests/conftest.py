@@ -9,6 +9,7 @@ secrets, including rotated-away ones).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
@@ -34,6 +35,7 @@ def no_secret_leaks(monkeypatch):
     original_init = client_module.Bitrix.__init__
     original_error_init = errors_module.BitrixError.__init__
 
+    @functools.wraps(original_init)
     def init(self, *args, **kwargs):
         clients.append((self, time.time()))
         original_init(self, *args, **kwargs)
