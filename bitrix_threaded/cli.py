@@ -279,12 +279,9 @@ def _describe_output_error(error: OSError, where: str) -> str:
 
 
 def _progress_wanted(quiet: bool) -> bool:
-    # A progress bar only makes sense on a terminal; redirected stderr gets the summary.
-    stream = sys.stderr
-    try:
-        return not quiet and stream.isatty()
-    except (AttributeError, ValueError):
-        return False
+    # The client draws bars only when stderr is a terminal (or BITRIX_THREADED_PROGRESS
+    # forces it); redirected stderr gets the summary line alone.
+    return not quiet
 
 
 def _make_client(webhook_url: str, *, verbose: bool, retries: Optional[int] = None,

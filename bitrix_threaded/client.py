@@ -19,7 +19,6 @@ from typing import (
 )
 
 import requests
-from tqdm import tqdm
 
 from .auth import (
     DEFAULT_TOKEN_URL,
@@ -37,6 +36,7 @@ from .errors import BatchError, InvalidResponse
 from .limiter import ConcurrencyGate, LeakyBucket, OperatingWindow
 from .methods import ListMethod, list_method
 from .pagination import STRATEGIES, IdList, IdRanges, OffsetPages, Strategy
+from .progress import progress_bar
 from .retry import RetryPolicy, is_write_method
 from .runner import Runner
 from .transport import Timeout, Transport
@@ -119,7 +119,10 @@ class Bitrix:
     session: its headers, proxies, certificates, cookies, auth and mounted adapters
     apply to every request. It stays the caller's to close.
     ``ssl``: True to verify certificates, False not to, or a CA bundle path.
-    ``verbose``: tqdm progress bars on multi-item calls.
+    ``verbose``: progress bars on multi-item calls and list exports, drawn only where
+    someone watches (standard error is a terminal, or a Jupyter notebook);
+    ``BITRIX_THREADED_PROGRESS=1`` or ``0`` forces them on or off, and
+    ``verbose=False`` turns them off whatever the environment says.
     """
 
     def __init__(
@@ -333,7 +336,7 @@ class Bitrix:
         if not self.verbose or total <= 1:
             yield lambda n: None
             return
-        bar = tqdm(total=total, desc=desc, unit=unit, leave=False)
+        bar = progress_bar(total, desc, unit)
         try:
             yield bar.update
         finally:
@@ -481,7 +484,7 @@ class Bitrix:
     def _pages(self, pager: Strategy, *, max_in_flight: int) -> Iterator[List[Tuple[Any, Any]]]:
         bar = None
         if self.verbose:
-            bar = tqdm(total=pager.total, desc=pager.method.name, unit="rec", leave=False)
+            bar = progress_bar(pager.total, pager.method.name, "rec")
         try:
             for chunk in drive(self._runner, pager, max_in_flight=max_in_flight):
                 if bar is not None:

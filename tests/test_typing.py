@@ -70,7 +70,8 @@ def test_a_user_script_passes_mypy_strict(tmp_path: Path) -> None:
         env["MYPYPATH"] = str(home)
     result = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--ignore-missing-imports",
-         "--follow-imports=silent", "--no-incremental", "--cache-dir", str(tmp_path / "cache"), str(script)],
+         "--follow-imports=silent", "--no-incremental",
+         "--cache-dir", str(tmp_path / "cache"), str(script)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
