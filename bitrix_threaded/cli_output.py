@@ -86,6 +86,8 @@ class Output:
         self._label = label
         self._stream: Optional[IO[str]] = None
         self._wrapper: Optional[io.TextIOWrapper] = None
+        #: True once the destination was opened (a file created or truncated).
+        self.opened = False
 
     @property
     def name(self) -> str:
@@ -98,6 +100,7 @@ class Output:
         """The open stream; opens it on the first call. Raises :class:`OutputError`."""
         if self._stream is None:
             self._stream = self._open()
+            self.opened = True
         return self._stream
 
     def _open(self) -> IO[str]:
@@ -303,7 +306,7 @@ class ExportOutcome:
         return self.written / self.seconds if self.seconds > 0 else 0.0
 
 
-def _silence_stdout() -> None:
+def silence_stdout() -> None:
     # After a broken pipe, later flushes of stdout (ours and the interpreter's at exit)
     # would fail again; pointing the descriptor at /dev/null lets them succeed quietly.
     try:
@@ -340,7 +343,7 @@ def export_records(records: Iterable[Any], sink: Sink,
             interrupted = True
         except (BitrixError, OutputError, OSError) as exc:
             if isinstance(exc, BrokenPipeError) and sink.output.path is None:
-                _silence_stdout()
+                silence_stdout()
             error = exc
         finally:
             try:

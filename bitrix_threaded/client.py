@@ -544,20 +544,28 @@ class Bitrix:
         """``{ID: record}`` for every record of ``method_branch`` (e.g. ``"crm.deal"``).
 
         Lists the IDs with ``<branch>.list`` (ID ranges, ``select`` of the ID only),
-        then fetches each record with ``<branch>.get``, as fast_bitrix24 does.
+        then fetches each record with ``<branch>.get``, as fast_bitrix24 does. With the
+        default ``ID_field_name``, families that name the ID otherwise are handled:
+        ``list_and_get("tasks.task")`` reads ``id`` from the list and passes
+        ``taskId`` to ``tasks.task.get``.
         """
         branch = check_method(method_branch)
         expect("ID_field_name", ID_field_name, str)
+        described = list_method(f"{branch}.list")
+        key, param = ID_field_name, ID_field_name
+        if ID_field_name == "ID":
+            key = described.record_id or ID_field_name
+            param = described.get_id_param
         listed = self.get_all(f"{branch}.list", {"select": [ID_field_name]})
         ids = []
         for record in listed:
-            value = record.get(ID_field_name) if isinstance(record, Mapping) else None
+            value = record.get(key) if isinstance(record, Mapping) else None
             if value is None:
                 raise InvalidResponse("INVALID_RESPONSE",
-                                      f"a listed record has no {ID_field_name!r}",
+                                      f"a listed record has no {key!r}",
                                       method=f"{branch}.list")
             ids.append(value)
-        return self.get_by_ID(f"{branch}.get", ids, ID_field_name)
+        return self.get_by_ID(f"{branch}.get", ids, param)
 
     @contextlib.contextmanager
     def slow(self, max_concurrent_requests: int = 1) -> Iterator["Bitrix"]:

@@ -20,7 +20,8 @@ class ListMethod:
     ``id``); ``None`` when the method cannot filter and order by ID (offset pages only).
     ``record_id``: the key of the ID inside returned records. ``items_key``: where the
     records sit inside ``result`` (``None``: ``result`` is the list itself; ``"?"``:
-    unknown, found on the first page). ``get_method``: the matching ``.get`` method.
+    unknown, found on the first page). ``get_method``: the matching ``.get`` method;
+    ``get_id_param``: the parameter that method takes the ID in.
     ``start_minus_one``: whether ``start=-1`` (no count) is honoured.
     """
 
@@ -29,6 +30,7 @@ class ListMethod:
     record_id: Optional[str] = "ID"
     items_key: Optional[str] = None
     get_method: Optional[str] = None
+    get_id_param: str = "ID"
     start_minus_one: bool = True
     filter_param: str = "filter"
     order_param: str = "order"
@@ -82,8 +84,10 @@ _KNOWN: Dict[str, ListMethod] = {
         )),
         ListMethod("crm.item.list", filter_id="id", record_id="id", items_key="items",
                    get_method="crm.item.get"),
+        # tasks.task.get takes taskId (bitrix-tools/b24-rest-docs
+        # api-reference/tasks/tasks-task-get.md).
         ListMethod("tasks.task.list", filter_id="ID", record_id="id", items_key="tasks",
-                   get_method="tasks.task.get"),
+                   get_method="tasks.task.get", get_id_param="taskId"),
         ListMethod("crm.stagehistory.list", items_key="items"),
         ListMethod("user.get", filter_id=None, get_method="user.get"),
         ListMethod("lists.element.get", filter_id=None),
