@@ -4,7 +4,7 @@ Values arrive either typed (JSON body) or as strings (PHP form parsing), so
 every helper here accepts both: ``5`` and ``"5"``, a list and a dict of
 values. Pure functions; thread-safe.
 
-Filter semantics (PROTOCOL.md §8):
+Filter semantics, as the portal applies them:
 
 - key prefixes ``>=`` ``>`` ``<=`` ``<`` ``=`` (default), ``!``/``!=`` (not
   equal), ``@`` (IN), ``!@`` (NOT IN), ``%`` (substring, case-insensitive),
