@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import requests
 import urllib3
 
+from . import jsoncodec
 from ._version import __version__
 from .auth import Credentials
 from .errors import (
@@ -170,7 +171,7 @@ class Transport:
 
     def _decode(self, status: int, raw: bytes, method: str, elapsed: float) -> Reply:
         try:
-            data = json.loads(raw)
+            data = jsoncodec.decode(raw)
         except ValueError:
             snippet = self.credentials.redact(raw[:_SNIPPET].decode("utf-8", "replace"))
             raise InvalidResponse(

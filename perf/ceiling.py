@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional
 
 PAGE = 50
 BATCH = 50
@@ -73,32 +73,43 @@ def closed_form(n: int, c: float, round_trip: float, limits: Limits) -> float:
 
 def simulate(n: int, c: float, round_trip: float, limits: Limits) -> float:
     """The greedy ideal client against the portal's own limit classes (unscaled time)."""
+    return simulate_costs([c] * n, round_trip, limits)
+
+
+def _fitting(costs: List[float], first: int, used: float, limit: Optional[float]) -> int:
+    """How many of the commands from ``first`` on the portal runs, at most a batch."""
+    if limit is None:
+        return min(BATCH, len(costs) - first)
+    k = 0
+    # The portal runs a command while the method's total is <= the limit, so the
+    # command that crosses it still runs.
+    while k < BATCH and first + k < len(costs) and used <= limit:
+        used += costs[first + k]
+        k += 1
+    return k
+
+
+def simulate_costs(costs: List[float], round_trip: float, limits: Limits) -> float:
+    """:func:`simulate` for commands of differing costs, sent in the given order."""
     from bitrix_threaded.testing.limits import LeakyBucket, ManualClock, OperatingWindow
 
     clock = ManualClock(0.0)
     bucket = LeakyBucket(limits.burst, limits.rate, clock)
     window = OperatingWindow(WINDOW, 10, clock)
     key = "method"
-    left = n
+    sent = 0
     finish = 0.0
     step = 1e-6
-    while left > 0:
+    while sent < len(costs):
         now = clock.time()
         used, reset_at = window.state(key)
-        # The portal runs a command while the method's total is <= the limit,
-        # so the command that crosses it still runs.
-        if limits.operating is None:
-            fits = BATCH
-        elif used > limits.operating:
-            fits = 0
-        else:
-            fits = int((limits.operating - used) // c) + 1
-        k = min(BATCH, left, fits)
+        k = _fitting(costs, sent, used, limits.operating)
         if k > 0 and bucket.try_acquire():
-            for _ in range(k):
-                window.record(key, c)
-            finish = max(finish, now + round_trip + k * c)
-            left -= k
+            batch = costs[sent:sent + k]
+            for cost in batch:
+                window.record(key, cost)
+            finish = max(finish, now + round_trip + sum(batch))
+            sent += k
             continue
         waits = []
         if k > 0:   # the bucket is full: wait for one request to drain
@@ -126,6 +137,26 @@ def export_ceiling(records: int, profile: str, limits: Limits) -> Ceiling:
     return ceiling(pages, p.base + PAGE * p.per_record, p.round_trip, limits)
 
 
+def offset_ceiling(records: int, profile: str, limits: Limits) -> Ceiling:
+    """Full export of ``records`` through ``start=`` offset pages (a custom ``order``).
+
+    Every page skips ``start`` rows and counts all ``records`` for ``total``; the ideal
+    client sends each page once, cheapest first, as the budget allows.
+    """
+    from bitrix_threaded.testing import PROFILES
+
+    p = PROFILES[profile]
+    pages = math.ceil(records / PAGE)
+    costs = [p.command_seconds(records=min(PAGE, records - i * PAGE), skipped=i * PAGE,
+                               counted=records) for i in range(pages)]
+    work = sum(costs)
+    if limits.operating is None or work <= limits.operating:
+        seconds = closed_form(pages, max(costs), p.round_trip, limits)
+        return Ceiling(seconds, math.ceil(pages / BATCH), work, True)
+    return Ceiling(simulate_costs(costs, p.round_trip, limits), math.ceil(pages / BATCH), work,
+                   False)
+
+
 def per_record_ceiling(commands: int, profile: str, limits: Limits) -> Ceiling:
     """``commands`` one-record commands (``crm.deal.get``, ``crm.deal.update``)."""
     from bitrix_threaded.testing import PROFILES
@@ -141,5 +172,6 @@ if __name__ == "__main__":
         ("5k updates", per_record_ceiling(5_000, "light", STANDARD)),
         ("5k ids via list", export_ceiling(5_000, "light", STANDARD)),
         ("1M realistic std", export_ceiling(1_000_000, "realistic", STANDARD)),
+        ("100k offset real", offset_ceiling(100_000, "realistic", STANDARD)),
     ):
         print(f"{label:18} {value}")

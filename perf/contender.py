@@ -84,6 +84,11 @@ def _bitrix_threaded(spec: Dict[str, Any]):
     from bitrix_threaded import Bitrix
 
     spec["library_file"] = bitrix_threaded.__file__
+    try:
+        from bitrix_threaded import jsoncodec
+        spec["json_backend"] = jsoncodec.BACKEND
+    except ImportError:  # a commit from before the 'fast' extra
+        spec["json_backend"] = "json"
 
     ts = spec["time_scale"]
     if spec["limits"]:
@@ -263,8 +268,9 @@ def main(argv: List[str]) -> int:
         result["cpu_user"] = marks["user1"] - marks["user0"]
         result["cpu_sys"] = marks["sys1"] - marks["sys0"]
     result["maxrss_kb"] = usage.ru_maxrss
-    if "library_file" in spec:
-        result["library_file"] = spec["library_file"]
+    for key in ("library_file", "json_backend"):
+        if key in spec:
+            result[key] = spec[key]
     result.update(fp.as_dict() if fp else {"records": 0, "unique": 0, "id_sum": 0, "id_sq": 0})
     sys.stdout.write("\n" + json.dumps(result) + "\n")
     sys.stdout.flush()

@@ -1,0 +1,109 @@
+"""The fast decoder (the ``fast`` extra) gives exactly what the standard library gives."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bitrix_threaded import jsoncodec
+from bitrix_threaded.testing import FakePortal
+
+FIXTURES = Path(__file__).parent / "fixtures" / "real_responses"
+
+
+def _fast():
+    decoder = jsoncodec._fast_decoder()
+    if decoder is None:
+        if os.environ.get("CI"):
+            pytest.fail("msgspec (the 'fast' extra, in the test extra) is not installed")
+        pytest.skip("msgspec is not installed")
+    return decoder
+
+
+def same(a, b):
+    """Equal with the same types all the way down (1, 1.0 and True differ here)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and a != a:
+        return b != b
+    return a == b
+
+
+EDGE_CASES = [
+    b'{"a":123456789012345678901234567890,"b":-98765432109876543210987}',
+    b'{"a":NaN,"b":Infinity,"c":-Infinity}',
+    b'{"a":"\\ud800 lone surrogate"}',
+    b'{"a":1,"a":2}',
+    b' \n{"a":[1,2.5,-0.0,1e400,true,false,null]} \t',
+    b'\xef\xbb\xbf{"a":1}',
+    b'{"\\u00e9t\\u00e9":"\xc3\xa9\xf0\x9f\x98\x80\\n\\"\\/"}',
+    b'{"a":1.7976931348623157e308,"b":5e-324,"c":0.1,"d":1E+16}',
+    b'[]',
+    b'"just a string"',
+    b'{"result":{"result":[],"result_error":[],"result_time":{}},"total":0}',
+]
+
+NOT_JSON = [b'[1,2', b'{"a":"\xff"}', b'<html>502 Bad Gateway</html>', b'', b'{"a":1}x']
+
+
+@pytest.mark.parametrize("raw", EDGE_CASES)
+def test_edge_cases_decode_identically(raw):
+    expected = json.loads(raw)
+    assert same(_fast()(raw), expected)
+    assert same(jsoncodec._stdlib(raw), expected)
+
+
+@pytest.mark.parametrize("raw", NOT_JSON)
+def test_what_is_not_json_raises_value_error_on_both_paths(raw):
+    with pytest.raises(ValueError):
+        json.loads(raw)
+    with pytest.raises(ValueError):
+        _fast()(raw)
+    with pytest.raises(ValueError):
+        jsoncodec._stdlib(raw)
+
+
+@pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.json")), ids=lambda p: p.name)
+def test_real_replies_decode_identically(path):
+    raw = path.read_bytes()
+    assert same(_fast()(raw), json.loads(raw))
+
+
+def test_buffers_of_every_kind():
+    raw = b'{"a":[1,"x"]}'
+    for data in (raw, bytearray(raw), memoryview(raw), raw.decode()):
+        assert jsoncodec._stdlib(data) == {"a": [1, "x"]}
+        assert _fast()(data) == {"a": [1, "x"]}
+
+
+def test_fake_portal_batch_replies_decode_identically():
+    import requests
+
+    with FakePortal(deals=600, contacts=100, profile="instant") as portal:
+        cmd = {f"c{i}": f"crm.deal.list?start={i * 50}" for i in range(12)}
+        cmd["contacts"] = "crm.contact.list?select[]=*&select[]=PHONE&select[]=EMAIL"
+        cmd["get"] = "crm.deal.get?ID=$result[c0][0][ID]"
+        raw = requests.post(portal.webhook + "batch", json={"halt": 0, "cmd": cmd},
+                            timeout=30).content
+    decoded = _fast()(raw)
+    assert same(decoded, json.loads(raw))
+    assert len(decoded["result"]["result"]["c11"]) == 50
+
+
+def test_environment_turns_the_fast_path_off():
+    code = "from bitrix_threaded import jsoncodec; print(jsoncodec.BACKEND)"
+    env = dict(os.environ, BITRIX_THREADED_JSON="stdlib")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert out == "json"
+    _fast()
+    env.pop("BITRIX_THREADED_JSON")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert out == "msgspec"
