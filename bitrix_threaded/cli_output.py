@@ -24,7 +24,8 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import (
-    IO, Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Union,
+    IO, Any, Callable, Dict, FrozenSet, Iterable, Iterator, List, Mapping, Optional, Sequence,
+    Union,
 )
 
 from .errors import BitrixError
@@ -182,7 +183,7 @@ class CsvSink:
         self._fields = list(dict.fromkeys(fields))
         self._held: List[Mapping[str, Any]] = []
         self._header: Optional[List[str]] = None
-        self._columns: frozenset = frozenset()
+        self._columns: FrozenSet[str] = frozenset()
         self._writer: Any = None
         self._left_out: Dict[str, int] = {}
         self._flushed_at = time.monotonic()
@@ -283,13 +284,12 @@ class InterruptShield:
         self._depth += 1
         return self
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self._depth -= 1
         if self._depth == 0 and self._pending:
             self._pending = False
             if exc_type is None:
                 raise KeyboardInterrupt
-        return False
 
 
 @dataclass

@@ -7,12 +7,13 @@
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 
-SMALL_DATA_SET = {"deals": 120, "leads": 60, "contacts": 30, "companies": 20, "tasks": 80,
-                  "users": 10}
+SMALL_DATA_SET: Dict[str, Any] = {
+    "deals": 120, "leads": 60, "contacts": 30, "companies": 20, "tasks": 80, "users": 10,
+}
 
 
 @pytest.fixture

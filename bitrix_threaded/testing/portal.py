@@ -305,10 +305,12 @@ class FakePortal:
 
     def ids(self, entity: str) -> List[int]:
         """IDs of ``entity`` ("deal", "lead", "contact", "company", "task", "user") now."""
-        return self.store.ids(entity)
+        ids: List[int] = self.store.ids(entity)
+        return ids
 
     def count(self, entity: str) -> int:
-        return self.store.count(entity)
+        count: int = self.store.count(entity)
+        return count
 
     def expire_tokens(self) -> int:
         """Expire every live access token now; returns how many there were."""

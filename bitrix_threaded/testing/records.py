@@ -153,7 +153,7 @@ def _json_id(value: Optional[str]) -> str:
     return "null" if value is None else '"%s"' % value
 
 
-def make_ids(count: int, rng: random.Random, *, gaps: bool = True) -> array:
+def make_ids(count: int, rng: random.Random, *, gaps: bool = True) -> "array[int]":
     """Ascending IDs: gaps of 1-3, plus two or three holes of thousands of IDs.
 
     With ``gaps=False`` the IDs are simply ``1..count`` (users).
@@ -556,10 +556,10 @@ def generate(entity: str, record_id: int, key: RecordKey, refs: Refs) -> Dict[st
 
 
 def multi_fields(record_id: int, key: RecordKey, record: Dict[str, Any]
-                 ) -> Dict[str, List[dict]]:
+                 ) -> Dict[str, List[Dict[str, str]]]:
     """PHONE/EMAIL values of a generated lead or contact (per HAS_PHONE/HAS_EMAIL)."""
     base = record_id * 2
-    out: Dict[str, List[dict]] = {}
+    out: Dict[str, List[Dict[str, str]]] = {}
     if record.get("HAS_PHONE") == "Y":
         out["PHONE"] = [{"ID": str(base), "VALUE_TYPE": "WORK",
                          "VALUE": "+7%010d" % (key.hash(record_id) % 10 ** 10),

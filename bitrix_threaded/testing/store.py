@@ -376,7 +376,8 @@ class DataStore:
             if name in schema.multi and flag in schema.by_name:
                 record[flag] = "Y" if record.get(name) else "N"
 
-    def _merge_multi(self, name: str, current: List[dict], value: Any) -> List[dict]:
+    def _merge_multi(self, name: str, current: List[Dict[str, Any]], value: Any
+                     ) -> List[Dict[str, Any]]:
         # Entries with a known ID are updated (or removed when VALUE is
         # empty); entries without one are appended, as the portal does.
         merged = [dict(v) for v in current]

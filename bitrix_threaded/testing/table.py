@@ -13,7 +13,9 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 from operator import itemgetter
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import (
+    Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, cast,
+)
 
 from .filters import Condition, as_list, compile_condition, sort_key, to_number
 from .jsontext import ENCODER, JsonRows
@@ -30,7 +32,7 @@ _RANGE_OPS = (">", ">=", "<", "<=")
 class RecordTable:
     """Records of one entity: sorted live IDs, overrides, generation key, references."""
 
-    def __init__(self, entity: str, schema: Schema, ids: array, key: RecordKey,
+    def __init__(self, entity: str, schema: Schema, ids: "array[int]", key: RecordKey,
                  refs: Refs):
         self.entity = entity
         self.schema = schema
@@ -100,7 +102,7 @@ class RecordTable:
     def fetch_many(self, ids: Sequence[int]) -> List[Dict[str, Any]]:
         return [record for _, record in self.iter_records(ids)]
 
-    def multi(self, record_id: int, record: Dict[str, Any]) -> Dict[str, List[dict]]:
+    def multi(self, record_id: int, record: Dict[str, Any]) -> Dict[str, List[Dict[str, str]]]:
         """Non-empty multi-field values (PHONE, EMAIL) of a record."""
         if not self.schema.multi:
             return {}
@@ -153,7 +155,7 @@ def _id_number(value: Any) -> Optional[float]:
     return None if isinstance(value, bool) else number
 
 
-def _id_bounds(conditions: Sequence[Condition], ids: array
+def _id_bounds(conditions: Sequence[Condition], ids: "array[int]"
                ) -> Tuple[int, int, Optional[Set[int]], List[Condition]]:
     """Index range and ID set implied by numeric ID conditions, plus the rest.
 
@@ -201,7 +203,7 @@ def _id_bounds(conditions: Sequence[Condition], ids: array
 class _Span:
     """``ids[lo:hi]`` without copying the (possibly million-long) array."""
 
-    def __init__(self, ids: array, lo: int, hi: int):
+    def __init__(self, ids: "array[int]", lo: int, hi: int):
         self._ids, self._lo, self._len = ids, lo, max(0, hi - lo)
 
     def __len__(self) -> int:
@@ -220,9 +222,11 @@ class _Span:
         return (ids[i] for i in range(self._lo + self._len - 1, self._lo - 1, -1))
 
 
-def _candidates(ids: array, lo: int, hi: int, wanted: Optional[Set[int]]) -> Sequence[int]:
+def _candidates(ids: "array[int]", lo: int, hi: int, wanted: Optional[Set[int]]
+                ) -> Sequence[int]:
     if wanted is None:
-        return _Span(ids, lo, hi)
+        # A _Span does what the list engine asks of a sequence: len, slices, iteration.
+        return cast(Sequence[int], _Span(ids, lo, hi))
     if hi <= lo:
         return []
     first, last = ids[lo], ids[hi - 1]
