@@ -11,16 +11,18 @@ caller's: closing the client closes only what it created.
 
 Adapters equal to the ones ``requests`` mounts by default are replaced by the
 client's own, which never retry (the client's retry policy decides that) and keep a
-small connection pool per worker.
+small connection pool per worker. Likewise, the template's headers override the
+client's own (``User-Agent``...) only where they differ from what ``requests`` sets
+by default.
 """
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, Callable, List, Mapping, Optional, Tuple, Union
 
 import requests
 from requests.adapters import DEFAULT_POOLSIZE, HTTPAdapter
-from requests.utils import default_user_agent
+from requests.utils import default_headers
 
 __all__ = ["worker_session"]
 
@@ -39,7 +41,8 @@ def _is_default_adapter(adapter: Any) -> bool:
     )
 
 
-def _own_adapter(pool_size: int) -> Any:
+def default_adapter(pool_size: int) -> Any:
+    """The client's own adapter: no retries of its own, ``pool_size`` connections."""
     return HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
 
 
@@ -47,29 +50,30 @@ def worker_session(
     template: Optional[Any],
     *,
     verify: Union[bool, str],
-    pool_size: int,
-    user_agent: str,
+    new_adapter: Callable[[], Any],
+    headers: Mapping[str, str],
 ) -> Tuple[Any, List[Any]]:
     """A new session for one worker thread, and the adapters it owns (to close later).
 
     ``template`` is the caller's ``requests.Session`` or None. ``verify`` is the
     client's ``ssl`` argument; it wins over the template's ``verify`` unless it is the
-    default (True). The client's ``user_agent`` is used unless the template sets its
-    own.
+    default (True). ``new_adapter()`` makes the client's own adapter; ``headers`` are
+    the client's own headers (``User-Agent``...).
     """
     session = requests.Session()
     session.verify = verify
-    session.headers["User-Agent"] = user_agent
+    session.headers.update(headers)
     if template is None:
-        adapter = _own_adapter(pool_size)
+        adapter = new_adapter()
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         return session, [adapter]
     if not isinstance(template, requests.Session):
         raise TypeError(f"client must be a requests.Session, got {type(template).__name__}")
-    session.headers.update(template.headers)
-    if template.headers.get("User-Agent") in (None, default_user_agent()):
-        session.headers["User-Agent"] = user_agent
+    stock = default_headers()
+    for name, value in template.headers.items():
+        if stock.get(name) != value:
+            session.headers[name] = value
     session.proxies.update(template.proxies)
     session.params = dict(template.params) if isinstance(template.params, dict) \
         else template.params
@@ -87,7 +91,7 @@ def worker_session(
     session.adapters.clear()
     for prefix, adapter in template.adapters.items():
         if _is_default_adapter(adapter):
-            adapter = _own_adapter(pool_size)
+            adapter = new_adapter()
             owned.append(adapter)
         session.mount(prefix, adapter)
     return session, owned

@@ -34,7 +34,7 @@ from .errors import (
     TransportError,
     error_from_reply,
 )
-from .sessions import worker_session
+from .sessions import default_adapter, worker_session
 
 log = logging.getLogger("bitrix_threaded")
 
@@ -93,8 +93,9 @@ class Transport:
         session = getattr(self._local, "session", None)
         if session is None:
             session, owned = worker_session(
-                self._template, verify=self.verify, pool_size=self._pool_size,
-                user_agent=f"bitrix_threaded/{__version__}",
+                self._template, verify=self.verify,
+                new_adapter=lambda: default_adapter(self._pool_size),
+                headers={"User-Agent": f"bitrix_threaded/{__version__}"},
             )
             with self._lock:
                 if self._closed:

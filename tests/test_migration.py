@@ -276,10 +276,16 @@ def test_the_template_certificate_and_auth_reach_worker_sessions():
     template.auth = ("proxy-user", "proxy-pass")
     template.cookies.set("region", "eu")
     template.params = {"lang": "en"}
-    session, owned = worker_session(template, verify=True, pool_size=2, user_agent="ua/1")
+    template.headers["Accept-Encoding"] = "identity"
+    session, owned = worker_session(template, verify=True,
+                                    new_adapter=lambda: HTTPAdapter(max_retries=0),
+                                    headers={"User-Agent": "ua/1", "Accept-Encoding": "gzip"})
     assert session is not template
     assert session.cert == template.cert and session.auth == template.auth
     assert session.cookies.get("region") == "eu" and session.params == {"lang": "en"}
+    # requests' stock headers give way to the client's; the caller's own choices win.
+    assert session.headers["User-Agent"] == "ua/1"
+    assert session.headers["Accept-Encoding"] == "identity"
     # The default adapters requests mounted are replaced by the client's own, retry-free.
     assert len(owned) == 2 and all(a.max_retries.total == 0 for a in owned)
     assert all(session.adapters[p] in owned for p in ("http://", "https://"))
