@@ -19,13 +19,15 @@ a thread that arrives with a token older than the current one simply takes the n
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import re
 import threading
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
-from urllib.parse import urlsplit
+from urllib.parse import quote, quote_plus, urlsplit
 
 MASK = "***"
 
@@ -33,12 +35,67 @@ MASK = "***"
 _WEBHOOK_PATH = re.compile(r"^(?P<prefix>.*?/rest)/(?P<user>\d+)/(?P<code>[^/]+)/?$")
 
 
+def secret_forms(secret: str) -> List[str]:
+    """Every spelling ``secret`` can take on the way to and from the portal.
+
+    Raw; percent-encoded as in a URL path or query (``quote``, with and without
+    ``/`` kept, and encoded twice as batch commands sent in a URL are);
+    form-encoded (``quote_plus``); escaped inside JSON (with PHP's ``\\/``) and
+    inside a Python repr. Hex digits of percent escapes match in either case
+    when redacting.
+    """
+    forms = {
+        secret,
+        quote(secret, safe=""),
+        quote(secret, safe="/"),
+        quote_plus(secret, safe=""),
+        quote_plus(secret, safe="/"),
+        quote(quote(secret, safe=""), safe=""),
+        quote_plus(quote_plus(secret, safe=""), safe=""),
+        repr(secret)[1:-1],
+    }
+    for ascii_only in (True, False):
+        escaped = json.dumps(secret, ensure_ascii=ascii_only)[1:-1]
+        forms.update((escaped, escaped.replace("/", "\\/")))
+    return sorted(forms, key=len, reverse=True)
+
+
+_HEX_ESCAPE = re.compile(r"%([0-9A-Fa-f])([0-9A-Fa-f])")
+
+
+def _form_pattern(form: str) -> str:
+    # Percent escapes may arrive as %2b or %2B; everything else matches exactly.
+    pieces = []
+    last = 0
+    for match in _HEX_ESCAPE.finditer(form):
+        pieces.append(re.escape(form[last:match.start()]))
+        hi, lo = match.group(1), match.group(2)
+        pieces.append(f"%[{hi.upper()}{hi.lower()}][{lo.upper()}{lo.lower()}]")
+        last = match.end()
+    pieces.append(re.escape(form[last:]))
+    return "".join(pieces)
+
+
+@functools.lru_cache(maxsize=256)
+def _secrets_pattern(secrets: Tuple[str, ...]) -> Optional["re.Pattern[str]"]:
+    forms = {form for secret in secrets for form in secret_forms(secret)}
+    if not forms:
+        return None
+    ordered = sorted(forms, key=len, reverse=True)
+    return re.compile("|".join(_form_pattern(form) for form in ordered))
+
+
 def redact_text(text: str, secrets: List[str]) -> str:
-    """Replace every occurrence of each secret in ``text`` by ``***``."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, MASK)
-    return text
+    """Replace every occurrence of each secret in ``text``, in any of its
+    :func:`secret_forms`, by ``***``. Secrets shorter than 4 characters are
+    left alone (they would mask ordinary words)."""
+    usable = tuple(sorted({s for s in secrets if s and len(s) >= 4}))
+    if not usable or not text:
+        return text
+    pattern = _secrets_pattern(usable)
+    if pattern is None:
+        return text
+    return pattern.sub(MASK, text)
 
 
 class _RedactingFilter(logging.Filter):
@@ -74,7 +131,12 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
-_FOREIGN_LOGGERS = ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry")
+# Filters act only on records logged to the logger they sit on, not on those
+# propagated from its children: every urllib3 module that logs is listed.
+_FOREIGN_LOGGERS = (
+    "urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry",
+    "urllib3.poolmanager", "urllib3.response", "bitrix_threaded",
+)
 _REDACTOR = _RedactingFilter()
 for _name in _FOREIGN_LOGGERS:
     logging.getLogger(_name).addFilter(_REDACTOR)
@@ -192,12 +254,15 @@ class TokenFunction(Credentials):
     def _fetch(self) -> None:
         from .errors import AuthError
 
+        failure = None
         try:
             token = self._func()
         except Exception as exc:  # the user's code failed: report it without its text
-            raise AuthError(
-                "TOKEN_FUNC_FAILED", f"token_func raised {type(exc).__name__}"
-            ) from None
+            failure = type(exc).__name__
+        if failure is not None:
+            # Raised outside the handler so that no __context__ carries the user's
+            # exception, whose text may hold a token.
+            raise AuthError("TOKEN_FUNC_FAILED", f"token_func raised {failure}")
         if not isinstance(token, str) or not token:
             raise AuthError("TOKEN_FUNC_FAILED", "token_func must return a non-empty str")
         if self._token:

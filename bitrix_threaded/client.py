@@ -39,8 +39,16 @@ from .pagination import STRATEGIES, IdList, IdRanges, OffsetPages, Strategy
 from .progress import progress_bar
 from .retry import RetryPolicy, is_write_method
 from .runner import Runner
-from .transport import Timeout, Transport
-from .validation import BitrixWarning, check_method, check_params, expect
+from .transport import DEFAULT_MAX_REPLY_BYTES, DEFAULT_TIMEOUT, Timeout, Transport
+from .validation import (
+    BitrixWarning,
+    check_method,
+    check_number,
+    check_params,
+    check_ssl,
+    check_timeout,
+    expect,
+)
 
 log = logging.getLogger("bitrix_threaded")
 
@@ -118,7 +126,18 @@ class Bitrix:
     ``client``: a ``requests.Session`` used as the template of every worker thread's
     session: its headers, proxies, certificates, cookies, auth and mounted adapters
     apply to every request. It stays the caller's to close.
-    ``ssl``: True to verify certificates, False not to, or a CA bundle path.
+
+    ``ssl``: True to verify certificates, False not to, or a CA bundle path (checked
+    to exist); it is applied to every request, so ``REQUESTS_CA_BUNDLE`` in the
+    environment cannot override False or a path. With ``client``, True means the
+    template's own ``verify``.
+
+    ``timeout``: seconds per connect and per socket read, or a ``(connect, read)``
+    pair; ``deadline``: seconds for a whole request, reply included (default: connect
+    + twice the read timeout); ``max_reply_bytes``: the largest decoded reply accepted
+    (64 MiB). Redirects are not followed (see :class:`PortalMoved`), except a same-host
+    upgrade from http to https.
+
     ``verbose``: progress bars on multi-item calls and list exports, drawn only where
     someone watches (standard error is a terminal, or a Jupyter notebook);
     ``BITRIX_THREADED_PROGRESS=1`` or ``0`` forces them on or off, and
@@ -145,35 +164,32 @@ class Bitrix:
         access_token: Optional[str] = None,
         on_token_refresh: Optional[Callable[[TokenSet], None]] = None,
         oauth_token_url: str = DEFAULT_TOKEN_URL,
-        timeout: Timeout = (10.0, 120.0),
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        deadline: Optional[float] = None,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
         max_workers: Optional[int] = None,
         retry: Optional[RetryPolicy] = None,
         clock: Clock = SYSTEM_CLOCK,
     ):
         expect("verbose", verbose, bool)
         expect("respect_velocity_policy", respect_velocity_policy, bool)
-        expect("request_pool_size", request_pool_size, int)
-        expect("requests_per_second", requests_per_second, Union[int, float])
-        expect("batch_size", batch_size, int)
-        expect("operating_time_limit", operating_time_limit, Union[int, float])
-        expect("operating_window", operating_window, Optional[Union[int, float]])
-        expect("ssl", ssl, Union[bool, str])
         if client is not None and not isinstance(client, requests.Session):
             raise TypeError(f"client must be a requests.Session, got {type(client).__name__}")
-        expect("max_workers", max_workers, Optional[int])
-        expect("retry", retry, Optional[RetryPolicy])
-        if request_pool_size < 1:
-            raise ValueError("request_pool_size must be >= 1")
-        if requests_per_second <= 0:
-            raise ValueError("requests_per_second must be > 0")
-        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        check_number("request_pool_size", request_pool_size, integer=True, low=1,
+                     inclusive=True)
+        check_number("requests_per_second", requests_per_second)
+        check_number("batch_size", batch_size, integer=True, low=1, inclusive=True)
+        if batch_size > MAX_BATCH_SIZE:
             raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}")
-        if operating_time_limit <= 0:
-            raise ValueError("operating_time_limit must be > 0")
-        if operating_window is not None and operating_window <= 0:
-            raise ValueError("operating_window must be > 0")
-        if max_workers is not None and max_workers < 1:
-            raise ValueError("max_workers must be >= 1")
+        check_number("operating_time_limit", operating_time_limit)
+        check_number("operating_window", operating_window, optional=True)
+        check_number("max_workers", max_workers, integer=True, low=1, inclusive=True,
+                     optional=True)
+        check_number("deadline", deadline, optional=True)
+        check_number("max_reply_bytes", max_reply_bytes, integer=True, low=1, inclusive=True)
+        timeout = check_timeout(timeout)
+        ssl = check_ssl(ssl)
+        expect("retry", retry, Optional[RetryPolicy])
 
         self.credentials = self._credentials(
             webhook, token_func, client_id, client_secret, refresh_token, access_token,
@@ -185,6 +201,7 @@ class Bitrix:
         # Enough workers to spend the bucket's whole burst at once.
         workers = max_workers or min(64, request_pool_size)
         self.transport = Transport(self.credentials, timeout=timeout, verify=ssl,
+                                   deadline=deadline, max_reply_bytes=max_reply_bytes,
                                    template=client)
         if isinstance(self.credentials, OAuthRefresher):
             token_url = oauth_token_url

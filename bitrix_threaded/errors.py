@@ -3,9 +3,11 @@
 ::
 
     BitrixError                     .code .description .status .method .extra
-    ├── TransportError              no usable HTTP reply; .executed (False / None)
+    ├── TransportError              no usable HTTP reply; .executed (False / None), .retryable
     │   ├── ConnectionFailed        could not connect / connection dropped
-    │   └── RequestTimeout          no reply in time (executed unknown)
+    │   │   └── CertificateFailed   the portal's TLS certificate did not verify
+    │   └── RequestTimeout          no reply in time, or past the request's deadline
+    ├── PortalMoved                 a redirect (3xx) away from the portal; .location
     ├── InvalidResponse             body is not JSON or not an envelope; .snippet
     ├── QueryLimitExceeded          503 QUERY_LIMIT_EXCEEDED (leaky bucket)
     ├── OperationTimeLimit          429 OPERATION_TIME_LIMIT; .reset_at
@@ -44,6 +46,7 @@ __all__ = [
     "BitrixError",
     "Cancelled",
     "ClientClosed",
+    "CertificateFailed",
     "CommandFailure",
     "ConnectionFailed",
     "ExpiredToken",
@@ -56,6 +59,7 @@ __all__ = [
     "NotFound",
     "OperationTimeLimit",
     "OverloadLimit",
+    "PortalMoved",
     "QueryLimitExceeded",
     "RequestTimeout",
     "ServerError",
@@ -75,7 +79,7 @@ def _headline(code: str, description: str) -> str:
     return code or description or "(no error code)"
 
 
-def _restore(cls: type, args: tuple, state: dict) -> BitrixError:
+def _restore(cls: type[BitrixError], args: tuple, state: dict) -> BitrixError:
     # Bypasses __init__, whose signature differs between subclasses.
     err = cls.__new__(cls)
     err.args = args
@@ -132,6 +136,9 @@ class TransportError(BitrixError):
 
     ``executed`` is ``False`` when the request certainly did not reach the
     portal, ``None`` when it may or may not have run (never ``True``).
+    ``retryable`` is ``False`` when trying again cannot help (a refused
+    connection, an unknown host, a certificate that does not verify): such
+    errors end the call at once instead of spending seconds on backoff.
     """
 
     def __init__(
@@ -143,17 +150,52 @@ class TransportError(BitrixError):
         method: str | None = None,
         extra: dict | None = None,
         executed: bool | None = None,
+        retryable: bool = True,
     ) -> None:
         super().__init__(code, description, status=status, method=method, extra=extra)
         self.executed = executed
+        self.retryable = retryable
 
 
 class ConnectionFailed(TransportError):
     """Could not connect (``executed=False``) or the connection dropped (``None``)."""
 
 
+class CertificateFailed(ConnectionFailed):
+    """The portal's TLS certificate did not verify; never retried (``retryable=False``).
+
+    The description names the host and the reason (e.g. a self-signed
+    certificate); set ``ssl=`` to a CA bundle path to trust a private CA.
+    """
+
+
 class RequestTimeout(TransportError):
-    """No reply within the timeout; the request may have run (``executed=None``)."""
+    """No reply within the timeout or the request's deadline (``executed=None``)."""
+
+
+class PortalMoved(BitrixError):
+    """The portal answered with a redirect (3xx) the client does not follow.
+
+    A renamed cloud portal answers its old address with a 302 to the new one
+    (b24-rest-docs ``settings/how-to-call-rest-api/change-domen.md``, which
+    suggests re-sending the POST there). Credentials are only ever sent to the
+    configured portal, so a redirect to another host ends the call instead:
+    update the webhook or endpoint to ``location``. ``location`` is the redirect
+    target with every secret masked; it is ``""`` when the reply named none.
+    """
+
+    def __init__(
+        self,
+        code: str = "PORTAL_MOVED",
+        description: str = "",
+        *,
+        status: int | None = None,
+        method: str | None = None,
+        extra: dict | None = None,
+        location: str = "",
+    ) -> None:
+        super().__init__(code, description, status=status, method=method, extra=extra)
+        self.location = location
 
 
 class InvalidResponse(BitrixError):
@@ -203,7 +245,16 @@ class OverloadLimit(BitrixError):
 
 
 class ServerError(BitrixError):
-    """The portal failed internally (5xx, INTERNAL_SERVER_ERROR, ...)."""
+    """The portal failed internally (5xx, INTERNAL_SERVER_ERROR, ...).
+
+    A 5xx reply without a Bitrix24 envelope (a gateway's HTML page) keeps the
+    start of its body in ``snippet`` (also ``extra["snippet"]``).
+    """
+
+    @property
+    def snippet(self) -> str:
+        value = self.extra.get("snippet", "")
+        return value if isinstance(value, str) else ""
 
 
 class AuthError(BitrixError):

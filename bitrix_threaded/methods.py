@@ -40,19 +40,24 @@ class ListMethod:
         """True when ID ranges (``>ID`` cursor, ``order ID ASC``, ``start=-1``) work."""
         return self.filter_id is not None and self.record_id is not None and self.start_minus_one
 
-    def records(self, result: Any) -> List[Any]:
-        """The records of one page's ``result``."""
-        if result is None:
-            return []
+    def records(self, result: Any, page: str = "") -> List[Any]:
+        """The records of one page's ``result``; ``page`` names the page in errors.
+
+        Raises :class:`~bitrix_threaded.errors.InvalidResponse` when ``result`` is not
+        a recognisable list of records (a string, null, an object with no list where
+        the records should be): reading it as an empty page would silently end an
+        export early. An empty list (PHP's empty array) is an empty page.
+        """
         key = self.items_key
-        if key is None:
-            return result if isinstance(result, list) else find_records(result)
-        if key == "?":
-            return find_records(result)
-        if isinstance(result, dict):
-            value = result.get(key)
-            return value if isinstance(value, list) else []
-        return result if isinstance(result, list) else []
+        if type(result) is list:
+            return result
+        if key is None or key == "?":
+            found = find_records(result)
+        else:
+            found = result.get(key) if isinstance(result, dict) else None
+        if isinstance(found, list):
+            return found
+        raise _not_a_page(self.name, page, result, key)
 
     def path(self, label: str, position: int) -> str:
         """A batch reference to the ID of record ``position`` of command ``label``."""
@@ -60,15 +65,38 @@ class ListMethod:
         return f"$result[{label}]{inner}[{position}][{self.record_id}]"
 
 
-def find_records(result: Any) -> List[Any]:
-    """Records of a page whose layout is unknown: the list itself or the only list inside."""
+def find_records(result: Any) -> Optional[List[Any]]:
+    """Records of a page whose layout is unknown: the list itself or the only list
+    inside; None when there is no such list."""
     if isinstance(result, list):
         return result
     if isinstance(result, dict):
         lists = [v for v in result.values() if isinstance(v, list)]
         if len(lists) == 1:
             return lists[0]
-    return []
+    return None
+
+
+def _not_a_page(method: str, page: str, result: Any, key: Optional[str]) -> Exception:
+    from .errors import InvalidResponse
+
+    # Only the shape is described: the values may echo a request URL, and with it a
+    # secret, and nothing here knows the credentials to mask them.
+    if isinstance(result, dict):
+        names = [str(k)[:40] for k in list(result)[:10]]
+        found = "an object with " + (", ".join(repr(k) for k in names) or "no keys")
+    elif result is None:
+        found = "null"
+    elif isinstance(result, str):
+        found = f"a str of {len(result)} characters"
+    else:
+        found = f"a {type(result).__name__}"
+    where = f"key {key!r} of " if key not in (None, "?") else ""
+    expected = f"a list of records in {where}its result" if where else "a list of records"
+    return InvalidResponse(
+        "INVALID_RESPONSE",
+        f"{method}: page {page or '(unnamed)'} is not {expected}: found {found}",
+        method=method)
 
 
 def _legacy(entity: str) -> ListMethod:

@@ -80,6 +80,8 @@ class Step:
 def _transient(failure: CommandFailure) -> bool:
     """Safe to ask again: the page was not produced for a passing reason."""
     err = failure.error
+    if isinstance(err, TransportError) and not err.retryable:
+        return False
     return failure.code == "NOT_EXECUTED" or isinstance(
         err, (OperationTimeLimit, QueryLimitExceeded, OverloadLimit, ServerError, TransportError)
     )
@@ -185,7 +187,7 @@ class OffsetPages(Strategy):
                     retry.append((offset, command))
                     continue
                 _raise(failure)
-            page = self.method.records(outcome.results[position])
+            page = self.method.records(outcome.results[position], f"start={offset}")
             for i, record in enumerate(page):
                 if self._dedupe and type(record) is dict:
                     rid = record.get(self.method.record_id)
@@ -346,7 +348,7 @@ class IdRanges(Strategy):
                 step.plans.append(Plan(plan.commands, tag="probe", attempt=plan.attempt + 1))
                 return step
             _raise(failure)
-        page = self.method.records(outcome.results.get(0))
+        page = self.method.records(outcome.results.get(0), "start=0")
         ids = self._ids(page)
         for rid_value, record in zip(ids, page):
             step.records.append((rid_value, record))
@@ -355,7 +357,7 @@ class IdRanges(Strategy):
         if len(page) < PAGE or ids[-1] is None:
             self.total = len(page)
             return step
-        top = self._ids(self.method.records(outcome.results.get(1)))
+        top = self._ids(self.method.records(outcome.results.get(1), "newest ID"))
         if not top or top[0] is None:
             return step
         lo, hi = ids[-1], top[0]
@@ -391,7 +393,8 @@ class IdRanges(Strategy):
                     stalled = True
                     break
                 _raise(failure)
-            page = self.method.records(outcome.results.get(position))
+            page = self.method.records(outcome.results.get(position),
+                                       f"{position + 1} of the range after ID {start}")
             ids = self._ids(page)
             lo, hi = rng.lo, rng.hi
             step.records.extend((i, record) for i, record in zip(ids, page)
@@ -494,7 +497,8 @@ class IdList(Strategy):
                     retry.append(command)
                     continue
                 _raise(failure)
-            for record in self.method.records(outcome.results[position]):
+            for record in self.method.records(outcome.results[position],
+                                              f"{position + 1} of an ID-list batch"):
                 rid = _int_id(record.get(self.method.record_id)) if type(
                     record) is dict else None
                 if rid is not None and rid not in self.found:

@@ -172,6 +172,8 @@ class RetryPolicy:
         if isinstance(error, OverloadLimit):
             return self._ordinary(attempt, rng, "portal overloaded, request rejected before it ran")
         if isinstance(error, TransportError):
+            if not error.retryable:
+                return _give_up(f"{error.code}: trying again cannot help")
             if not self.retry_transport_errors:
                 return _give_up(f"{error.code}: transport errors are not retried "
                                 "(retry_transport_errors=False)")

@@ -41,11 +41,6 @@ def _is_default_adapter(adapter: Any) -> bool:
     )
 
 
-def default_adapter(pool_size: int) -> Any:
-    """The client's own adapter: no retries of its own, ``pool_size`` connections."""
-    return HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
-
-
 def worker_session(
     template: Optional[Any],
     *,

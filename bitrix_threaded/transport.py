@@ -1,10 +1,31 @@
 """HTTP transport: one ``requests.Session`` per thread, JSON POSTs, and error mapping.
 
-This is the only module that talks to ``requests``; every exception it can raise is
-caught here and turned into a :class:`~bitrix_threaded.errors.BitrixError` whose text
-has been passed through the credentials' redaction (request URLs carry the webhook
-token, bodies carry OAuth tokens). Foreign exceptions are not chained (``from None``)
-because their messages contain those URLs.
+This is the only module that talks to ``requests``. What it guarantees at the edge:
+
+* Credentials go to the configured portal only. Redirects are never followed
+  silently: a 3xx to any other place raises :class:`~bitrix_threaded.errors.PortalMoved`
+  (its ``location`` redacted). The one redirect followed is a same-host upgrade from
+  ``http://`` to ``https://`` of the same path, once per request: it only moves the
+  request onto TLS, and later requests to that origin go to ``https://`` directly.
+* TLS verification is the caller's choice, passed with every request, so
+  ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` in the environment cannot override
+  ``ssl=False`` or a CA bundle path (with ``ssl=True`` requests' usual environment
+  bundle still applies). A certificate that does not verify raises
+  :class:`~bitrix_threaded.errors.CertificateFailed`, never retried.
+* Every reply is read under an overall deadline (``deadline`` seconds from the send;
+  ``timeout`` alone bounds each socket read, so a server dripping a byte at a time
+  would never time out) and a cap on its decoded size (``max_reply_bytes``), checked
+  while gzip/deflate bodies are inflated, so a compression bomb is stopped early. The
+  body is read piece by piece with the clock checked in between
+  (:mod:`~bitrix_threaded.bodies`), and from the status
+  line on the :mod:`~bitrix_threaded.watchdog` cuts the connection at the deadline
+  (the status line and headers are read inside ``http.client``, out of reach).
+* Every exception is caught here and turned into a
+  :class:`~bitrix_threaded.errors.BitrixError` whose text has passed through the
+  credentials' redaction (foreign ones through
+  :func:`~bitrix_threaded.edge_errors.map_exception`). Errors are raised outside the
+  ``except`` block, so neither ``__cause__`` nor ``__context__`` holds a foreign
+  exception (whose text carries the request URL, and with it the webhook secret).
 
 Thread safety: :class:`Transport` is shared by all threads; each thread lazily gets its
 own session (``threading.local``), so no session is ever used by two threads at once.
@@ -18,23 +39,30 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
+import urllib3.connection
+import urllib3.connectionpool
+from requests.adapters import HTTPAdapter
 
 from . import jsoncodec
 from ._version import __version__
 from .auth import Credentials
+from .bodies import BodyCorrupt, BodyPastDeadline, BodyTooLarge, read_body
+from .edge_errors import map_exception
 from .errors import (
     BitrixError,
-    ConnectionFailed,
     InvalidResponse,
+    PortalMoved,
     RequestTimeout,
-    TransportError,
+    ServerError,
     error_from_reply,
 )
-from .sessions import default_adapter, worker_session
+from .sessions import worker_session
+from .watchdog import WATCHDOG
 
 log = logging.getLogger("bitrix_threaded")
 
@@ -42,7 +70,20 @@ Timeout = Union[float, Tuple[float, float]]
 # A request body: named parameters (a JSON object), or positional ones (a JSON array,
 # which some legacy methods take, e.g. ``task.checklistitem.add``), or nothing.
 Payload = Union[Mapping[str, Any], Sequence[Any], None]
+DEFAULT_TIMEOUT: Tuple[float, float] = (10.0, 120.0)
+#: The largest decoded reply accepted. A batch of 50 full list pages of wide CRM
+#: records is a few MB; 64 MiB leaves a wide margin and still bounds memory.
+DEFAULT_MAX_REPLY_BYTES = 64 * 1024 * 1024
 _SNIPPET = 200
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def default_deadline(timeout: Timeout) -> float:
+    """The overall deadline used when none is given: connect + twice the read timeout."""
+    if isinstance(timeout, tuple):
+        connect, read = timeout
+        return float(connect) + 2.0 * float(read)
+    return 3.0 * float(timeout)
 
 
 @dataclass(frozen=True)
@@ -59,25 +100,97 @@ def _json_dumps(payload: Any) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+def _is_upgrade(source: str, target: str) -> bool:
+    """True for http://host/path -> https://host/path (the port may change)."""
+    old, new = urlsplit(source), urlsplit(target)
+    return (
+        old.scheme == "http"
+        and new.scheme == "https"
+        and bool(old.hostname)
+        and old.hostname == new.hostname
+        and old.path == new.path
+        and old.query == new.query
+        and not new.username
+        and not new.password
+    )
+
+
+# The request this thread is sending: its deadline, and the watchdog entries armed
+# for it (each thread has its own session, so one connection in use at a time).
+_current = threading.local()
+
+
+class _Watched:
+    """Connection mixin: from the status line on, the watchdog guards the reply.
+
+    The status line and headers are read inside ``http.client``, out of the
+    transport's reach: past the request's deadline the watchdog shuts the socket
+    down and the read fails. The entry stays armed while the body is read and is
+    disarmed by the transport when the request ends.
+    """
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        deadline = getattr(_current, "deadline", None)
+        sock = getattr(self, "sock", None)
+        if deadline is not None and sock is not None:
+            _current.entries.append(WATCHDOG.arm(deadline, sock))
+        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+
+
+class _HTTPConnection(_Watched, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_Watched, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _HTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _Adapter(HTTPAdapter):
+    """requests' adapter with connections that honour the request's deadline."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
 class Transport:
     """Posts JSON to the portal and returns decoded envelopes or raises BitrixError.
 
-    ``verify`` is passed to requests (``True``, ``False`` or a CA bundle path);
-    ``timeout`` is seconds, or a ``(connect, read)`` pair.
+    ``verify`` is ``True``, ``False`` or a CA bundle path, sent with every request;
+    ``timeout`` is seconds per connect and per socket read, or a ``(connect, read)``
+    pair; ``deadline`` bounds a whole request, reply body included (default:
+    :func:`default_deadline`); ``max_reply_bytes`` caps a reply's decoded size.
+    ``template``: the caller's ``requests.Session`` whose settings every worker
+    session copies (see :mod:`.sessions`); with it, ``verify=True`` means the
+    template's own ``verify``. Adapters the template mounts itself are used as they
+    are, without this module's deadline-aware connections.
+    Arguments are validated by the client; the transport trusts them.
     """
 
     def __init__(
         self,
         credentials: Credentials,
         *,
-        timeout: Timeout = (10.0, 120.0),
+        timeout: Timeout = DEFAULT_TIMEOUT,
         verify: Union[bool, str] = True,
         pool_size: int = 2,
+        deadline: Optional[float] = None,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
         template: Optional[requests.Session] = None,
     ):
         self.credentials = credentials
         self.timeout = timeout
         self.verify = verify
+        self.deadline = float(deadline) if deadline is not None else default_deadline(timeout)
+        self.max_reply_bytes = max_reply_bytes
         self._pool_size = pool_size
         self._template = template
         self._local = threading.local()
@@ -85,6 +198,9 @@ class Transport:
         self._sessions: List[Tuple[requests.Session, List[Any]]] = []
         self._lock = threading.Lock()
         self._closed = False
+        # (http origin, https origin) once the portal upgraded a request to TLS: later
+        # requests go to https directly instead of sending credentials over http again.
+        self._upgrade: Optional[Tuple[str, str]] = None
 
     # -- sessions ---------------------------------------------------------------------
     def _session(self) -> requests.Session:
@@ -94,8 +210,12 @@ class Transport:
         if session is None:
             session, owned = worker_session(
                 self._template, verify=self.verify,
-                new_adapter=lambda: default_adapter(self._pool_size),
-                headers={"User-Agent": f"bitrix_threaded/{__version__}"},
+                new_adapter=lambda: _Adapter(
+                    pool_connections=1, pool_maxsize=self._pool_size, max_retries=0
+                ),
+                # Only encodings this module inflates itself, under the size cap.
+                headers={"User-Agent": f"bitrix_threaded/{__version__}",
+                         "Accept-Encoding": "gzip, deflate"},
             )
             with self._lock:
                 if self._closed:
@@ -103,7 +223,8 @@ class Transport:
                     raise RuntimeError("the client is closed")
                 self._sessions.append((session, owned))
             self._local.session = session
-        return session
+        result: requests.Session = session
+        return result
 
     def close(self) -> None:
         """Close every session; later requests raise RuntimeError."""
@@ -122,8 +243,10 @@ class Transport:
         """POST ``payload`` as JSON to ``method`` (authenticated) and return the envelope.
 
         Raises a BitrixError subclass: the portal's own error (``error_from_reply``),
-        :class:`InvalidResponse` for a reply that is not a JSON envelope, or a
-        :class:`TransportError` when no reply arrived.
+        :class:`ServerError` for a 5xx without an envelope, :class:`InvalidResponse`
+        for any other reply that is not a JSON envelope or is too large,
+        :class:`PortalMoved` for a redirect, or a :class:`TransportError` when no
+        reply arrived in time.
         """
         auth = self.credentials.auth_params()
         query: Optional[Dict[str, str]] = None
@@ -135,88 +258,215 @@ class Transport:
             data = _json_dumps(list(payload))
             query = auth or None
         url = self.credentials.method_url(method)
+        upgrade = self._upgrade
+        if upgrade is not None and url.startswith(upgrade[0] + "/"):
+            url = upgrade[1] + url[len(upgrade[0]):]
         started = time.monotonic()
-        try:
-            # Streamed, then read in one call: requests' .content would gather a
-            # 1-2 MB batch reply in 10 KB pieces, at twice the CPU.
-            session = self._session()
-            response = session.post(
-                url,
+
+        def send(session: requests.Session, target: str) -> requests.Response:
+            return session.post(
+                target,
                 data=data,
                 params=query,
-                # Per request, or requests lets $REQUESTS_CA_BUNDLE override ssl=False.
-                verify=session.verify,
                 headers={"Content-Type": "application/json; charset=utf-8"},
                 timeout=self.timeout,
+                # The worker session's own: ssl=, or a template's verify.
+                verify=session.verify,
                 stream=True,
+                allow_redirects=False,
             )
-            try:
-                body = response.raw.read(decode_content=True)
-            finally:
-                response.close()
-        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-            raise self._map_exception(exc, method) from None
+
+        status, raw = self._exchange(send, url, method, started, follow_upgrade=True)
         elapsed = time.monotonic() - started
-        return self._decode(response.status_code, body, method, elapsed)
+        return self._decode(status, raw, method, elapsed)
 
     def get_json(self, url: str, params: Mapping[str, str]) -> Dict[str, Any]:
-        """GET an absolute URL (the OAuth token endpoint) and return its JSON object."""
+        """GET an absolute URL (the OAuth token endpoint) and return its JSON object.
+
+        The query carries the client secret and refresh token, so no redirect of
+        any kind is followed.
+        """
+        query = dict(params)
+
+        def send(session: requests.Session, target: str) -> requests.Response:
+            return session.get(
+                target,
+                params=query,
+                timeout=self.timeout,
+                verify=session.verify,
+                stream=True,
+                allow_redirects=False,
+            )
+
+        status, raw = self._exchange(send, url, "oauth.token", time.monotonic(),
+                                     follow_upgrade=False)
+        return self._decode(status, raw, "oauth.token", 0.0).data
+
+    def _exchange(
+        self,
+        send: Callable[[requests.Session, str], requests.Response],
+        url: str,
+        method: str,
+        started: float,
+        *,
+        follow_upgrade: bool,
+    ) -> Tuple[int, bytearray]:
+        """Send, handle a redirect, read the body under the deadline and size cap."""
+        failure: Optional[BitrixError] = None
+        target = url
+        deadline_at = started + self.deadline
+        _current.deadline = deadline_at
+        _current.entries = []
         try:
             session = self._session()
-            response = session.get(url, params=dict(params), timeout=self.timeout,
-                                   verify=session.verify)
-            body = response.content
-        except requests.RequestException as exc:
-            raise self._map_exception(exc, "oauth.token") from None
-        return self._decode(response.status_code, body, "oauth.token", 0.0).data
+            response = send(session, target)
+            try:
+                if response.status_code in _REDIRECTS:
+                    location = response.headers.get("Location", "")
+                    moved_to = urljoin(target, location) if location else ""
+                    if not (follow_upgrade and moved_to and _is_upgrade(target, moved_to)):
+                        failure = self._moved(response.status_code, moved_to, method)
+                    else:
+                        self._note_upgrade(target, moved_to)
+                        response.close()
+                        target = moved_to
+                        response = send(session, target)
+                        if response.status_code in _REDIRECTS:
+                            again = response.headers.get("Location", "")
+                            failure = self._moved(
+                                response.status_code,
+                                urljoin(target, again) if again else "", method)
+                if failure is None:
+                    raw = self._read_body(response, method, deadline_at)
+                    status = response.status_code
+            finally:
+                response.close()
+        except BitrixError as err:
+            failure = err
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            failure = map_exception(exc, method, target, self.credentials.redact)
+            if time.monotonic() > deadline_at and failure.executed is None:
+                # The watchdog cut the connection: say why, not how it looked.
+                failure = self._deadline(method)
+        finally:
+            _current.deadline = None
+            for entry in _current.entries:
+                WATCHDOG.disarm(entry)
+            _current.entries = []
+        if failure is not None:
+            # Outside the handler: the foreign exception must not become __context__.
+            raise self._scrub(failure)
+        return status, raw
 
-    def _decode(self, status: int, raw: bytes, method: str, elapsed: float) -> Reply:
+    def _note_upgrade(self, source: str, target: str) -> None:
+        old, new = urlsplit(source), urlsplit(target)
+        pair = (f"{old.scheme}://{old.netloc}", f"{new.scheme}://{new.netloc}")
+        if self._upgrade != pair:
+            self._upgrade = pair
+            log.warning(
+                "the portal redirects http:// to https://; later requests go to https:// "
+                "directly, and configuring the https:// address avoids the first one"
+            )
+
+    def _moved(self, status: int, location: str, method: str) -> PortalMoved:
+        shown = self.credentials.redact(location)
+        if shown:
+            description = (f"the portal redirects to {shown}; credentials are only sent to "
+                           "the configured portal: update the webhook or endpoint")
+        else:
+            description = "the portal answered with a redirect that names no location"
+        return PortalMoved("PORTAL_MOVED", description, status=status, method=method,
+                           location=shown)
+
+    def _read_body(self, response: requests.Response, method: str,
+                   deadline_at: float) -> bytearray:
+        """The decoded body, read under the deadline and the size cap."""
+        raw = response.raw
+        # read1 returns as soon as some bytes arrive, so the deadline is checked between
+        # reads even when the server sends one byte at a time (urllib3 >= 2.1; with
+        # older versions the watchdog alone ends such a reply).
+        read1 = getattr(raw, "read1", None) or raw.read
+
+        def read(size: int) -> bytes:
+            return read1(size, decode_content=False)
+
+        status = response.status_code
+        try:
+            return read_body(read, response.headers, limit=self.max_reply_bytes,
+                             deadline_at=deadline_at)
+        except BodyPastDeadline:
+            raise self._deadline(method) from None
+        except BodyTooLarge as exc:
+            raise InvalidResponse(
+                "REPLY_TOO_LARGE",
+                f"the reply {exc}, past the cap of {self.max_reply_bytes} bytes "
+                "(max_reply_bytes)",
+                status=status, method=method) from None
+        except BodyCorrupt as exc:
+            raise InvalidResponse("INVALID_RESPONSE", f"the reply {exc}",
+                                  status=status, method=method) from None
+
+    def _deadline(self, method: str) -> RequestTimeout:
+        return RequestTimeout(
+            "DEADLINE_EXCEEDED",
+            f"no complete reply within the request's deadline of {self.deadline:g} s",
+            method=method, executed=None)
+
+    def _decode(self, status: int, raw: bytearray, method: str, elapsed: float) -> Reply:
+        data: Any = None
+        parsed = True
         try:
             data = jsoncodec.decode(raw)
         except ValueError:
-            snippet = self.credentials.redact(raw[:_SNIPPET].decode("utf-8", "replace"))
-            raise InvalidResponse(
-                "INVALID_RESPONSE",
-                f"the portal replied with HTTP {status} and a body that is not JSON",
-                status=status,
-                method=method,
-                snippet=snippet,
-            ) from None
+            parsed = False
+        if not parsed:
+            snippet = self.credentials.redact(bytes(raw[:_SNIPPET]).decode("utf-8", "replace"))
+            if status >= 500:
+                # A gateway's HTML error page: the portal failed, not the protocol.
+                err: BitrixError = ServerError(
+                    f"HTTP_{status}",
+                    f"the portal replied with HTTP {status} and a body that is not JSON",
+                    status=status, method=method, extra={"snippet": snippet})
+            else:
+                err = InvalidResponse(
+                    "INVALID_RESPONSE",
+                    f"the portal replied with HTTP {status} and a body that is not JSON",
+                    status=status, method=method, snippet=snippet)
+            raise self._scrub(err)
         if isinstance(data, dict) and "error" in data:
             raise self._scrub(error_from_reply(status, data, method))
         if status >= 400 or not isinstance(data, dict):
-            err = error_from_reply(status, data, method)
-            raise self._scrub(err)
+            raise self._scrub(error_from_reply(status, data, method))
         log.debug("%s: HTTP %s, %d bytes, %.3f s", method, status, len(raw), elapsed)
         return Reply(status=status, data=data, elapsed=elapsed, size=len(raw))
 
     def _scrub(self, err: BitrixError) -> BitrixError:
-        redacted = self.credentials.redact(err.description)
-        if redacted != err.description:
-            err.description = redacted
+        """``err`` with every secret masked in each text it carries."""
+        redact = self.credentials.redact
+        description = redact(err.description)
+        if description != err.description:
+            err.description = description
             err.args = (str(err),)
+        if err.extra:
+            err.extra = _redact_value(err.extra, redact)
+        snippet = getattr(err, "snippet", None)
+        if isinstance(snippet, str) and "snippet" in vars(err):
+            err.snippet = redact(snippet)  # type: ignore[attr-defined]
+        if isinstance(err, PortalMoved):
+            err.location = redact(err.location)
         return err
 
-    def _map_exception(self, exc: Exception, method: str) -> TransportError:
-        detail = self.credentials.redact(f"{type(exc).__name__}: {exc}")
-        if len(detail) > 300:
-            detail = detail[:300] + "..."
-        if isinstance(exc, requests.exceptions.ConnectTimeout):
-            return RequestTimeout(
-                "CONNECT_TIMEOUT", detail, method=method, executed=False
-            )
-        if isinstance(exc, (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError)):
-            return RequestTimeout("READ_TIMEOUT", detail, method=method, executed=None)
-        if isinstance(exc, requests.exceptions.SSLError):
-            return ConnectionFailed("SSL_ERROR", detail, method=method, executed=False)
-        if isinstance(exc, (requests.exceptions.ConnectionError,
-                            urllib3.exceptions.ProtocolError)):
-            if _never_connected(exc):
-                return ConnectionFailed(
-                    "CONNECTION_REFUSED", detail, method=method, executed=False
-                )
-            return ConnectionFailed("CONNECTION_LOST", detail, method=method, executed=None)
-        return TransportError("TRANSPORT_ERROR", detail, method=method, executed=None)
+    # -- foreign exceptions -------------------------------------------------------------
+
+
+def _redact_value(value: Any, redact: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_value(v, redact) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_redact_value(v, redact) for v in value)
+    return value
 
 
 def _close(adapters: List[Any]) -> None:
@@ -224,22 +474,3 @@ def _close(adapters: List[Any]) -> None:
     # Session.close() would also close the caller's template adapters.
     for adapter in adapters:
         adapter.close()
-
-
-def _never_connected(exc: BaseException) -> bool:
-    """True when the request certainly never reached the server (connect failed)."""
-    # urllib3 wraps a failed connect in NewConnectionError (refused, DNS failure,
-    # unreachable); a connection dropped mid-request shows up as ProtocolError instead.
-    seen = set()
-    stack: List[Any] = [exc]
-    while stack:
-        item = stack.pop()
-        if item is None or id(item) in seen:
-            continue
-        seen.add(id(item))
-        name = type(item).__name__
-        if name in ("NewConnectionError", "NameResolutionError", "ConnectionRefusedError"):
-            return True
-        stack.extend([getattr(item, "reason", None), item.__cause__, item.__context__])
-        stack.extend(a for a in getattr(item, "args", ()) if isinstance(a, BaseException))
-    return False

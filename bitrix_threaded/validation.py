@@ -6,9 +6,11 @@ naming the argument, so callers catch the exceptions they expect.
 
 from __future__ import annotations
 
+import math
+import os
 import re
 import warnings
-from typing import Any, Mapping
+from typing import Any, Mapping, Tuple, Union, get_args, get_origin
 
 from typeguard import TypeCheckError, check_type
 
@@ -20,11 +22,33 @@ class BitrixWarning(UserWarning):
 
 
 def expect(name: str, value: Any, expected: Any) -> None:
-    """Raise TypeError unless ``value`` matches the type hint ``expected``."""
+    """Raise TypeError unless ``value`` matches the type hint ``expected``.
+
+    ``bool`` is refused where a number is expected, although it is an ``int``:
+    ``batch_size=True`` is a slip, not 1.
+    """
+    if isinstance(value, bool) and _numbers_only(expected):
+        raise TypeError(f"{name} must be a number, got bool")
     try:
         check_type(value, expected)
     except TypeCheckError as exc:
         raise TypeError(f"{name}: {exc}") from None
+
+
+def _numbers_only(hint: Any) -> bool:
+    """True when ``hint`` admits numbers but names neither bool nor Any/object."""
+    args = _flat(hint)
+    return (bool(args & {int, float, complex})
+            and not args & {bool, Any, object})
+
+
+def _flat(hint: Any) -> set:
+    if get_origin(hint) is Union:
+        found: set = set()
+        for arg in get_args(hint):
+            found |= _flat(arg)
+        return found
+    return {hint}
 
 
 def check_method(method: Any) -> str:
@@ -100,3 +124,59 @@ def check_params(params: Any, *, where: str = "params") -> Mapping[str, Any]:
                 stacklevel=4,
             )
     return params
+
+
+def check_number(name: str, value: Any, *, integer: bool = False, low: float = 0.0,
+                 inclusive: bool = False, optional: bool = False) -> None:
+    """Raise TypeError/ValueError unless ``value`` is a finite number above ``low``.
+
+    ``bool`` is refused although it is an ``int`` (``batch_size=True`` is a slip, not
+    1); ``integer`` asks for an int; ``inclusive`` allows ``low`` itself; ``optional``
+    allows None.
+    """
+    if value is None and optional:
+        return
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        wanted = "an int" if integer else "a number"
+        if optional:
+            wanted += " or None"
+        raise TypeError(f"{name} must be {wanted}, got {type(value).__name__}")
+    if not math.isfinite(value) or value < low or (value == low and not inclusive):
+        bound = f">= {low:g}" if inclusive else f"> {low:g}"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+
+
+def check_timeout(value: Any) -> Union[float, Tuple[float, float]]:
+    """Seconds, or a ``(connect, read)`` pair of seconds, each finite and > 0.
+
+    None is refused: without a timeout a silent server hangs the caller forever.
+    """
+    if value is None:
+        raise TypeError("timeout must be seconds or a (connect, read) pair; None would "
+                        "let a silent server hang the call forever")
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"timeout must be a (connect, read) pair, got {len(value)} values")
+        check_number("timeout[0] (connect)", value[0])
+        check_number("timeout[1] (read)", value[1])
+        return (float(value[0]), float(value[1]))
+    check_number("timeout", value)
+    return float(value)
+
+
+def check_ssl(value: Any) -> Union[bool, str]:
+    """``True``/``False``, or the path of an existing CA bundle file or directory."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise TypeError("ssl must be True, False or the path of a CA bundle, "
+                        f"got {type(value).__name__}")
+    if not value.strip():
+        raise ValueError("ssl must be True, False or the path of a CA bundle; an empty "
+                         "string would turn certificate checks off")
+    if not os.path.exists(value):
+        raise ValueError(f"ssl: no CA bundle at {value!r}")
+    return value

@@ -4,19 +4,28 @@ Every ``Bitrix`` created during a test registers its credentials; every
 ``BitrixError`` created is remembered; every record logged under
 ``bitrix_threaded`` or ``urllib3`` is captured at DEBUG. After the test, none of them may
 contain a secret those credentials held (webhook codes, OAuth tokens, client
-secrets, including rotated-away ones).
+secrets, including rotated-away ones), in any of the forms it takes on the wire.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
 
 import pytest
 
 from bitrix_threaded import client as client_module
+from urllib.parse import quote, quote_plus
 from bitrix_threaded import errors as errors_module
+
+
+def _spellings(secret: str) -> list:
+    """A secret's forms on the wire (raw, percent/form-encoded, JSON), lower-cased."""
+    forms = [secret, quote(secret, safe=""), quote(secret), quote_plus(secret),
+             json.dumps(secret)[1:-1], json.dumps(secret)[1:-1].replace("/", "\\/")]
+    return [form.lower() for form in forms]
 
 
 class _Capture(logging.Handler):
@@ -62,6 +71,8 @@ def no_secret_leaks(monkeypatch):
             logger.setLevel(level)
     texts = [str(err) for err in raised] + [repr(err) for err in raised]
     texts += [str(getattr(err, "snippet", "")) for err in raised]
+    texts += [repr(getattr(err, "extra", "")) + str(getattr(err, "location", ""))
+              for err in raised]
     texts += [repr(bx) for bx, _ in clients if hasattr(bx, "credentials")]
     for bx, created in clients:
         credentials = getattr(bx, "credentials", None)
@@ -72,6 +83,8 @@ def no_secret_leaks(monkeypatch):
         # from the client's creation on, no log line may show it.
         lines = [text for name, when, text in capture.lines
                  if name.startswith("bitrix_threaded") or when >= created]
+        # Every spelling counts: raw, percent- and form-encoded, JSON-escaped.
+        joined = "\n".join(texts + lines).lower()
         for secret in secrets:
-            for text in texts + lines:
-                assert secret not in text, "a secret leaked into a log line or an error"
+            for form in _spellings(secret):
+                assert form not in joined, "a secret leaked into a log line or an error"

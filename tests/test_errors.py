@@ -10,6 +10,7 @@ from bitrix_threaded.errors import (
     AuthError,
     BatchError,
     BitrixError,
+    CertificateFailed,
     CommandFailure,
     ConnectionFailed,
     ExpiredToken,
@@ -22,6 +23,7 @@ from bitrix_threaded.errors import (
     NotFound,
     OperationTimeLimit,
     OverloadLimit,
+    PortalMoved,
     QueryLimitExceeded,
     RequestTimeout,
     ServerError,
@@ -34,7 +36,7 @@ ALL_CLASSES = [
     BitrixError, TransportError, ConnectionFailed, RequestTimeout, InvalidResponse,
     QueryLimitExceeded, OperationTimeLimit, OverloadLimit, ServerError, AuthError,
     ExpiredToken, InvalidToken, InvalidCredentials, InsufficientScope, AccessDenied,
-    MethodNotFound, NotFound, InvalidArgument,
+    MethodNotFound, NotFound, InvalidArgument, PortalMoved, CertificateFailed,
 ]
 
 
@@ -49,6 +51,8 @@ def reply(code, description="", **extra):
     (TransportError, BitrixError),
     (ConnectionFailed, TransportError),
     (RequestTimeout, TransportError),
+    (CertificateFailed, ConnectionFailed),
+    (PortalMoved, BitrixError),
     (InvalidResponse, BitrixError),
     (QueryLimitExceeded, BitrixError),
     (OperationTimeLimit, BitrixError),
@@ -68,6 +72,17 @@ def reply(code, description="", **extra):
 ])
 def test_hierarchy(child, parent):
     assert issubclass(child, parent)
+
+
+def test_transport_errors_are_retryable_unless_the_edge_says_otherwise():
+    assert TransportError("X").retryable is True
+    assert CertificateFailed("CERTIFICATE_VERIFY_FAILED", retryable=False).retryable is False
+
+
+def test_a_server_error_without_envelope_keeps_its_snippet():
+    err = error_from_reply(502, "<html>Bad Gateway</html>", "crm.deal.get")
+    assert type(err) is ServerError and err.snippet == "<html>Bad Gateway</html>"
+    assert ServerError("X").snippet == ""
 
 
 def test_misuse_errors_are_outside_the_tree():
@@ -155,6 +170,10 @@ def test_repr_names_class_and_fields():
     OperationTimeLimit("OPERATION_TIME_LIMIT", "blocked", status=429, reset_at=1681570067.0),
     ExpiredToken("expired_token", "expired", status=401),
     NotFound("", "Not found", status=400, method="crm.deal.get"),
+    PortalMoved("PORTAL_MOVED", "moved", status=301, location="https://new.example/rest/"),
+    CertificateFailed("CERTIFICATE_VERIFY_FAILED", "self-signed", executed=False,
+                      retryable=False),
+    ServerError("HTTP_502", "html", status=502, extra={"snippet": "<html>"}),
 ])
 def test_errors_pickle_round_trip(err):
     copy = pickle.loads(pickle.dumps(err))
