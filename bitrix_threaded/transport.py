@@ -388,7 +388,8 @@ class Transport:
         read1 = getattr(raw, "read1", None) or raw.read
 
         def read(size: int) -> bytes:
-            return read1(size, decode_content=False)
+            chunk: bytes = read1(size, decode_content=False)
+            return chunk
 
         status = response.status_code
         try:
