@@ -34,8 +34,17 @@ from .driver import drive
 from .encoding import encode_command, normalize
 from .errors import BatchError, InvalidResponse
 from .limiter import ConcurrencyGate, LeakyBucket, OperatingWindow
-from .methods import ListMethod, list_method
-from .pagination import STRATEGIES, IdList, IdRanges, OffsetPages, Strategy
+from .methods import DETECT, list_method
+from .pagination import (
+    STRATEGIES,
+    IdList,
+    IdRanges,
+    NotAList,
+    OffsetPages,
+    Strategy,
+    is_id_order,
+    without_id_order,
+)
 from .progress import progress_bar
 from .retry import RetryPolicy, is_write_method
 from .runner import Runner
@@ -72,32 +81,6 @@ def _by_key(pairs: List[Tuple[Any, Any]]) -> List[Any]:
     # A C key function: pages arrive as sorted runs, so this is close to one pass.
     pairs.sort(key=itemgetter(0))
     return [record for _, record in pairs] + [record for _, record in keyless]
-
-
-def _order_items(method: ListMethod, params: Mapping[str, Any]) -> Optional[Mapping[str, Any]]:
-    for key, value in params.items():
-        if key.lower() == method.order_param.lower():
-            return value
-    return None
-
-
-def _id_order(method: ListMethod, params: Mapping[str, Any]) -> bool:
-    """True when the caller's order (if any) is ID ascending, which ID ranges keep."""
-    order = _order_items(method, params)
-    if not order:
-        return True
-    items = list(order.items())
-    return (len(items) == 1 and str(items[0][0]).upper() == str(method.filter_id).upper()
-            and str(items[0][1]).upper() == "ASC")
-
-
-def _drop_id_order(method: ListMethod, params: Dict[str, Any]) -> None:
-    for key in list(params):
-        if key.lower() == method.order_param.lower():
-            if not _id_order(method, {key: params[key]}):
-                raise ValueError("the id_ranges strategy returns records in ID order; "
-                                 "drop the custom 'order' or use strategy='offset'")
-            del params[key]
 
 
 class Bitrix:
@@ -464,11 +447,22 @@ class Bitrix:
         filter and order by ID), ``"offset"`` (any method, any ``order``) or
         ``"id_list"`` with ``ids`` (records with those IDs through the list method, 50
         per command). Passing ``ids`` alone picks ``"id_list"``.
+
+        Methods whose paging get_all cannot do exactly (their own cursors, records
+        keyed by ID) raise ValueError before any request, naming the call to use. A
+        method that is not a list (``crm.deal.fields``, ``crm.deal.get``) gives its
+        ``result`` back unchanged, with a :class:`BitrixWarning`, as fast_bitrix24 does.
         """
         pager = self._pager(method, params, strategy, ids, parallel=self._runner.max_workers)
         pairs: List[Tuple[Any, Any]] = []
-        for chunk in self._pages(pager, max_in_flight=self._runner.max_workers):
-            pairs.extend(chunk)
+        try:
+            for chunk in self._pages(pager, max_in_flight=self._runner.max_workers):
+                pairs.extend(chunk)
+        except NotAList as reply:
+            warnings.warn(f"{reply.method} is not a list method: get_all() returns its "
+                          "result unchanged (use call() for single calls)",
+                          BitrixWarning, stacklevel=2)
+            return reply.result
         return _by_key(pairs)
 
     def iter_all(
@@ -494,9 +488,15 @@ class Bitrix:
         return self._iter_records(pager, limit)
 
     def _iter_records(self, pager: Strategy, limit: int) -> Iterator[Any]:
-        for chunk in self._pages(pager, max_in_flight=limit):
-            for _, record in chunk:
-                yield record
+        try:
+            for chunk in self._pages(pager, max_in_flight=limit):
+                for _, record in chunk:
+                    yield record
+        except NotAList as reply:
+            raise InvalidResponse(
+                "INVALID_RESPONSE", f"{reply.method} is not a list method: its result is "
+                "no page of records (use call() for it)", method=reply.method,
+            ) from None
 
     def _pages(self, pager: Strategy, *, max_in_flight: int) -> Iterator[List[Tuple[Any, Any]]]:
         bar = None
@@ -526,6 +526,9 @@ class Bitrix:
         name = check_method(method)
         checked = dict(check_params(params))
         described = list_method(name)
+        if described.refused is not None:
+            raise ValueError(f"get_all()/iter_all() cannot page {described.name}: "
+                             f"{described.refused}")
         for key in list(checked):
             if key.lower() == "start":
                 warnings.warn("'start' is ignored by get_all()/iter_all(): they page "
@@ -548,10 +551,11 @@ class Bitrix:
         if chosen is IdList:
             raise ValueError("the id_list strategy needs ids=[...]")
         if chosen is None:
-            by_id = described.id_cursor and _id_order(described, checked)
+            by_id = described.id_cursor and is_id_order(described, checked)
             chosen = IdRanges if by_id else OffsetPages
         if chosen is IdRanges:
-            _drop_id_order(described, checked)
+            if described.id_cursor:
+                checked = without_id_order(described, checked)
             budget = int(self.bucket.capacity - self.bucket.margin - self.bucket.level)
             return IdRanges(described, checked, self.batch_size, parallel=parallel,
                             request_budget=max(1, budget))
@@ -571,7 +575,8 @@ class Bitrix:
         described = list_method(f"{branch}.list")
         key, param = ID_field_name, ID_field_name
         if ID_field_name == "ID":
-            key = described.record_id or ID_field_name
+            if described.record_id not in (None, DETECT):
+                key = described.record_id
             param = described.get_id_param
         listed = self.get_all(f"{branch}.list", {"select": [ID_field_name]})
         ids = []

@@ -7,16 +7,22 @@ send next. The client's driver runs the plans on the thread pool and the strateg
 decides everything else, so each strategy is tested on plain dicts.
 
 * :class:`OffsetPages` - ``start=0`` first, which reports ``total``; then every other
-  offset in parallel batches. Works for every list method and any ``order``. Costs an
-  offset scan and a count per page on the server.
+  offset in parallel batches, stepping by the first page's length (50 for most
+  methods, 10 for ``crm.timeline.logmessage.list``). Works for every list method and
+  any ``order``. Costs an offset scan and a count per page on the server.
 * :class:`IdRanges` - the default where the method can filter and order by its ID: the
-  ID span is split into ranges walked in parallel; inside a range, one batch chains up
-  to ``batch_size`` cursor pages (``>ID`` = the previous page's last ID, ``order ID
-  ASC``, ``start=-1``: no offset scan, no count), so one request brings up to 2,500
-  records. Each range yields only IDs inside its own bounds and past its own cursor, so
-  every record comes exactly once even while records are added or deleted.
+  ID span is cut into ranges whose sizes come from the server's own counts, never from
+  a density carried across a gap; inside a range, one batch chains cursor pages
+  (``>ID`` = the previous page's last ID, ``order ID ASC``, ``start=-1``: no offset
+  scan, no count), so one request brings up to 2,500 records. Each range yields only
+  IDs inside its own bounds and past its own cursor, so every record comes exactly once
+  even while records are added or deleted.
 * :class:`IdList` - known IDs fetched through the list method with ``@ID`` filters, 50
-  IDs per command.
+  IDs per command; records nobody asked for are an error (the filter was ignored).
+
+Parameters keep the caller's order and key case; a strategy only replaces the filter
+and order values in place and appends what it adds (``start`` last), because some
+methods read their arguments by position.
 
 Records are emitted as ``(sort_key, record)`` pairs; sorting by the key gives ID order
 (or, for offset pages, the server's order).
@@ -36,13 +42,14 @@ from .batch import Command, command_label
 from .errors import (
     BitrixError,
     CommandFailure,
+    InvalidResponse,
     OperationTimeLimit,
     OverloadLimit,
     QueryLimitExceeded,
     ServerError,
     TransportError,
 )
-from .methods import ListMethod
+from .methods import DETECT, ListMethod, named_like_a_list
 from .validation import BitrixWarning
 
 PAGE = 50
@@ -51,6 +58,8 @@ PAGE_ATTEMPTS = 30
 #: The fewest pages an ID-range batch is cut to when spreading an export out: below
 #: this the pages wasted past the end of each range cost more than the time saved.
 MIN_PAGES = 20
+#: Chains of at most this many pages share a batch with other short pieces.
+SHORT_CHAIN = 5
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,60 @@ def _int_id(value: Any) -> Optional[int]:
     return None
 
 
+class NotAList(Exception):
+    """The first reply of an export is not a list page (a ``.get`` or ``.fields`` call).
+
+    Raised by :class:`OffsetPages` for methods it does not know; ``result`` is the reply's
+    ``result``, unchanged. The client turns it into a warning (``get_all``) or an error.
+    """
+
+    def __init__(self, method: str, result: Any):
+        super().__init__(f"{method} did not answer with a list page")
+        self.method = method
+        self.result = result
+
+
+def order_params(method: ListMethod, direction: str) -> Dict[str, Any]:
+    """The parameters that sort ``method``'s records by ID in ``direction``."""
+    fid = method.filter_id
+    if method.sort_param is not None:
+        return {method.sort_param: fid, method.order_param: direction}
+    return {method.order_param: {fid: direction}}
+
+
+def _order_keys(method: ListMethod) -> Tuple[str, ...]:
+    keys = (method.order_param.lower(),)
+    return keys if method.sort_param is None else keys + (method.sort_param.lower(),)
+
+
+def is_id_order(method: ListMethod, params: Mapping[str, Any]) -> bool:
+    """True when ``params`` ask for no order, or ID ascending (which ID ranges keep)."""
+    keys = _order_keys(method)
+    given = {k.lower(): v for k, v in params.items() if k.lower() in keys}
+    if not given:
+        return True
+    fid = str(method.filter_id).upper()
+    if method.sort_param is not None:
+        sort = given.get(method.sort_param.lower(), fid)
+        direction = given.get(method.order_param.lower(), "ASC")
+        return str(sort).upper() == fid and str(direction).upper() == "ASC"
+    order = given.get(method.order_param.lower())
+    if not isinstance(order, Mapping):
+        return False
+    items = list(order.items())
+    return (len(items) == 1 and str(items[0][0]).upper() == fid
+            and str(items[0][1]).upper() == "ASC")
+
+
+def without_id_order(method: ListMethod, params: Mapping[str, Any]) -> Dict[str, Any]:
+    """``params`` without an ID-ascending order; ValueError for any other order."""
+    if not is_id_order(method, params):
+        raise ValueError("the id_ranges strategy returns records in ID order; "
+                         "drop the custom 'order' or use strategy='offset'")
+    keys = _order_keys(method)
+    return {k: v for k, v in params.items() if k.lower() not in keys}
+
+
 class Strategy(abc.ABC):
     """Base class: shared parameter handling. Subclasses implement initial/consume."""
 
@@ -115,20 +178,38 @@ class Strategy(abc.ABC):
     def __init__(self, method: ListMethod, params: Mapping[str, Any], batch_size: int = 50):
         if not 1 <= batch_size <= 50:
             raise ValueError("batch_size must be between 1 and 50")
+        if method.refused is not None:
+            raise ValueError(f"{method.name} cannot be paged by get_all(): {method.refused}")
         self.method = method
         self.batch_size = batch_size
+        # The caller's parameters in the caller's order and key case ('start' dropped: the
+        # strategy owns paging). The filter stays where it was; _command swaps its value.
         self.params: Dict[str, Any] = {}
-        self.user_filter: Dict[str, Any] = {}
+        self._filter_key: Optional[str] = None
+        self._raw_filter: Any = None
+        wanted = method.filter_param.lower()
         for key, value in params.items():
-            if key.lower() == method.filter_param.lower():
-                self.user_filter = dict(value)
-            elif key.lower() == "start":
-                continue  # the strategy owns paging
-            else:
-                self.params[key] = value
+            low = key.lower()
+            if low == "start":
+                continue
+            if low == wanted:
+                self._filter_key = key
+                self._raw_filter = value
+            self.params[key] = value
         #: Records expected, when known (for progress bars); may change as pages arrive.
         self.total: Optional[int] = None
         self.emitted = 0
+
+    @property
+    def user_filter(self) -> Dict[str, Any]:
+        """The caller's filter as a dict (ID strategies add their own conditions to it)."""
+        raw = self._raw_filter
+        if raw is None or raw == [] or raw == "":
+            return {}
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"{self.method.filter_param} must be an object to page "
+                             f"{self.method.name} by ID; use strategy='offset'")
+        return dict(raw)
 
     @abc.abstractmethod
     def initial(self) -> List[Plan]:
@@ -141,10 +222,22 @@ class Strategy(abc.ABC):
     def finish(self) -> None:
         """Called once after the last plan; may warn about inconsistencies."""
 
-    def _command(self, filter_: Mapping[str, Any], start: int, **overrides: Any) -> Command:
-        params = dict(self.params)
-        params.update(overrides)
-        if filter_:
+    def _command(self, filter_: Optional[Mapping[str, Any]], start: int,
+                 overrides: Optional[Mapping[str, Any]] = None) -> Command:
+        """The caller's parameters with ``filter_`` (None: the caller's own, untouched)
+        and ``overrides`` put in place (matched case-insensitively) or appended, then
+        ``start``. Nothing is moved: positional methods read arguments in order."""
+        pending = {k.lower(): (k, v) for k, v in overrides.items()} if overrides else {}
+        params: Dict[str, Any] = {}
+        for key, value in self.params.items():
+            if key == self._filter_key:
+                params[key] = value if filter_ is None else dict(filter_)
+                continue
+            hit = pending.pop(key.lower(), None) if pending else None
+            params[key] = value if hit is None else hit[1]
+        for key, value in pending.values():
+            params[key] = value
+        if self._filter_key is None and filter_:
             params[self.method.filter_param] = dict(filter_)
         params["start"] = start
         return Command(self.method.name, params)
@@ -156,13 +249,33 @@ class Strategy(abc.ABC):
             for i in range(0, len(commands), size)
         ]
 
+    def _ids(self, page: Iterable[Any]) -> List[Optional[int]]:
+        # Hot path (every record): plain dict checks, not typing.Mapping's slow one.
+        key = self.method.record_id
+        return [_int_id(r.get(key)) if type(r) is dict else None for r in page]
+
+
+def _no_ids(method: ListMethod) -> InvalidResponse:
+    return InvalidResponse(
+        "INVALID_RESPONSE",
+        f"{method.name}: a full page of records without {method.record_id!r}; they cannot "
+        "be paged by ID (use strategy='offset')",
+        method=method.name,
+    )
+
 
 class OffsetPages(Strategy):
     """Pages by ``start`` offsets: the first page gives ``total``, the rest go in parallel.
 
-    Records are de-duplicated by ID when the method's records have one (pages shift when
-    records are added or deleted during the export); a warning is issued when the number
-    of records differs from the first page's ``total``.
+    The step between offsets is the first page's length (the method's page size: the
+    docs give 50 for most methods, 10 for some). When a later page reports a larger
+    ``total`` (records added during the export), the missing offsets are fetched too.
+    Records are de-duplicated by ID (``ID`` or ``id``, as the method's records carry
+    it, found on the first page for unknown methods) or by the fields that identify
+    records without an ID; a warning is issued when the number of records differs from
+    the first ``total``. An unknown method not named like a list (``crm.deal.get``)
+    whose first reply is an object without ``total`` is not a list: :class:`NotAList`
+    is raised.
     """
 
     name = "offset"
@@ -170,11 +283,57 @@ class OffsetPages(Strategy):
     def __init__(self, method: ListMethod, params: Mapping[str, Any], batch_size: int = 50):
         super().__init__(method, params, batch_size)
         self._seen: set = set()
-        self._dedupe = method.record_id is not None
+        self._key: Any = None      # the record's ID key, or a tuple of fields
+        self._keyed = False        # whether _key has been decided (first records seen)
+        self._step = PAGE
+        self._planned = 0          # first offset not planned yet
         self._held: List[Command] = []
+        self._first_total: Optional[int] = None
 
     def initial(self) -> List[Plan]:
-        return [Plan((self._command(self.user_filter, 0),), tag=0)]
+        return [Plan((self._command(None, 0),), tag=0)]
+
+    def _decide_key(self, page: List[Any]) -> None:
+        method = self.method
+        self._keyed = True
+        if method.record_key is not None:
+            self._key = method.record_key
+        elif method.record_id == DETECT:
+            first = page[0]
+            if type(first) is dict:
+                self._key = "ID" if "ID" in first else ("id" if "id" in first else None)
+        else:
+            self._key = method.record_id
+
+    def _offsets(self, total: int) -> List[Command]:
+        """Commands for the offsets from the first unplanned one up to ``total``."""
+        starts = range(self._planned, total, self._step)
+        if starts:
+            self._planned = starts[-1] + self._step
+        return [self._command(None, start) for start in starts]
+
+    def _page(self, step: Step, offset: int, page: List[Any]) -> None:
+        if not self._keyed and page:
+            self._decide_key(page)
+        key, seen, out = self._key, self._seen, step.records
+        if key is None:
+            out.extend(((offset, i), record) for i, record in enumerate(page))
+        elif type(key) is str:
+            for i, record in enumerate(page):
+                rid = record.get(key) if type(record) is dict else None
+                if rid is not None:
+                    if rid in seen:
+                        continue
+                    seen.add(rid)
+                out.append(((offset, i), record))
+        else:
+            for i, record in enumerate(page):
+                if type(record) is dict:
+                    ident = tuple(record.get(k) for k in key)
+                    if ident in seen:
+                        continue
+                    seen.add(ident)
+                out.append(((offset, i), record))
 
     def consume(self, plan: Plan, outcome: Outcome) -> Step:
         step = Step()
@@ -187,20 +346,21 @@ class OffsetPages(Strategy):
                     retry.append((offset, command))
                     continue
                 _raise(failure)
-            page = self.method.records(outcome.results[position], f"start={offset}")
-            for i, record in enumerate(page):
-                if self._dedupe and type(record) is dict:
-                    rid = record.get(self.method.record_id)
-                    if rid is not None:
-                        if rid in self._seen:
-                            continue
-                        self._seen.add(rid)
-                step.records.append(((offset, i), record))
-            if offset == 0 and plan.tag == 0:
-                self.total = outcome.totals.get(position)
-                if self.total is not None and len(page) >= PAGE:
-                    later = [self._command(self.user_filter, start)
-                             for start in range(PAGE, self.total, PAGE)]
+            result = outcome.results[position]
+            total = outcome.totals.get(position)
+            first = offset == 0 and plan.tag == 0
+            if (first and total is None and self.method.items_key == DETECT
+                    and type(result) is not list and result is not None
+                    and not named_like_a_list(self.method.name)):
+                raise NotAList(self.method.name, result)
+            page = self.method.records(result, f"start={offset}")
+            self._page(step, offset, page)
+            if first:
+                self.total = self._first_total = total
+                if total is not None and 0 < len(page) < total:
+                    self._step = len(page)
+                    self._planned = self._step
+                    later = self._offsets(total)
                     if len(later) > self.batch_size:
                         # The deepest page costs the most (an offset scan): fetch it
                         # first, alone, so the operating-time window knows the worst
@@ -209,6 +369,16 @@ class OffsetPages(Strategy):
                         step.plans.append(Plan((later[-1],), tag="deep"))
                     else:
                         step.plans.extend(self._chunks(later, tag="pages"))
+                elif total is not None and not page and total > 0:
+                    raise InvalidResponse(
+                        "INVALID_RESPONSE", f"{self.method.name}: an empty first page "
+                        f"with total {total}", method=self.method.name)
+            elif (total is not None and self.total is not None and total > self.total
+                  and self._planned):
+                # Records were added since the first page: the pages past the old end
+                # hold the ones pushed down (repeats are dropped by ID).
+                self.total = total
+                step.plans.extend(self._chunks(self._offsets(total), tag="pages"))
             if plan.tag == "deep" and self._held:
                 step.plans.extend(self._chunks(self._held, tag="pages"))
                 self._held = []
@@ -219,10 +389,13 @@ class OffsetPages(Strategy):
         return step
 
     def finish(self) -> None:
-        if self.total is not None and self.emitted != self.total:
+        # Against the first count: records added later and then fetched from the pages
+        # past the old end do not make an export that lost nothing look wrong.
+        first = self._first_total
+        if first is not None and self.emitted != first:
             warnings.warn(
                 f"{self.method.name}: got {self.emitted} records, the first page said "
-                f"{self.total} (records changed during the export; use the ID ranges "
+                f"{first} (records changed during the export; use the ID ranges "
                 "strategy for an exactly-once export)",
                 BitrixWarning,
                 stacklevel=3,
@@ -231,30 +404,31 @@ class OffsetPages(Strategy):
 
 @dataclass
 class _Range:
-    lo: int           # exclusive: the last ID already delivered (or the bound below)
-    hi: int           # inclusive upper bound; may shrink when the range is split
-    density: float    # records per ID unit, learned from this range's own pages
+    lo: int                      # exclusive: the last ID already delivered (or the bound)
+    hi: int                      # inclusive upper bound
+    left: Optional[int] = None   # records still to come, from the server's count
+    span: int = 0                # ID span of the last full page seen: the local density
+    guess: int = 1               # pages to send while ``left`` is unknown (first one counts)
     done: bool = False
-    busy: bool = False
-    reach: int = 0    # an estimate of how far the batch in flight will get
-    seen: int = 0     # records this range has delivered
-    walked: int = 0   # ID span this range has walked
 
-    def learn(self, records: int, span: int) -> None:
-        self.seen += records
-        self.walked += max(0, span)
-        if self.walked > 0 and self.seen > 0:
-            self.density = min(1.0, self.seen / self.walked)
+
+# A segment of a plan: (range id, first position, commands, first command counts).
+_Segment = Tuple[int, int, int, bool]
 
 
 class IdRanges(Strategy):
-    """Parallel ID ranges with chained cursor pages inside each batch.
+    """Parallel ID ranges sized by the server's counts, chained cursor pages inside each.
 
-    ``parallel`` is how many ranges are kept walking at once (the driver's workers);
-    ``request_budget`` is how many requests the leaky bucket lets go right now. The
-    commands of one batch run one after another on the server, so when the export fits
-    in fewer full batches than the budget allows, it is spread over more, shorter
-    batches (at least :data:`MIN_PAGES` pages each) that run side by side.
+    The probe (first page with ``total``, plus the highest ID) bounds the export. A
+    range whose count is known and fits one batch is walked by one chain of exactly
+    enough cursor pages. A bigger one is cut into pieces whose first page is asked with
+    ``start=0``, which also reports how many records the piece holds, so what follows
+    never rests on a density carried across a gap. Where the probe's page is about as
+    dense as the whole span, the first pieces chain their share of pages in the same
+    batch; otherwise each piece starts with its counted page alone (an empty piece
+    costs one command, a dense one is cut again, a first piece sized by the density of
+    the page just read). ``parallel`` and ``request_budget`` (requests the leaky bucket
+    lets go at once) spread a large first cut over more pieces that run side by side.
     """
 
     name = "id_ranges"
@@ -272,74 +446,142 @@ class IdRanges(Strategy):
             raise ValueError(f"{method.name} cannot be paged by ID ranges")
         super().__init__(method, params, batch_size)
         for key in self.params:
-            if key.lower() == method.order_param.lower():
+            if key.lower() in _order_keys(method):
                 raise ValueError("ID ranges return records in ID order; drop 'order' "
                                  "or use the offset strategy")
+        self.user_filter  # a filter that is not an object is refused before any request
         self.parallel = max(1, parallel)
-        # Requests that can go at once without waiting for the bucket (None: unknown).
         self.request_budget = request_budget
-        # Aim a little under a full batch per range, so an estimate that is slightly
-        # off does not cost a whole extra round trip for a few records.
+        # A little under a full batch per piece, so a count that grows a little does not
+        # cost a whole extra round trip for a few records.
         self._per_range = 0.9 * self.batch_size * PAGE
         self._ranges: Dict[int, _Range] = {}
         self._next_id = 0
-        self._density = 1.0  # records per ID unit, learned as pages arrive
+        self._counts = True  # whether start=0 pages report totals (they should)
+        self._even = False   # whether the probe saw evenly spread IDs
         fid = method.filter_id
         assert fid is not None
         self._gt, self._le = f">{fid}", f"<={fid}"
-        self._order = {method.order_param: {fid: "ASC"}}
-        select = self.params.get("select")
-        if select is not None:
-            names = [s.upper() for s in select]
-            if "*" not in names and fid.upper() not in names:
-                self.params["select"] = [*select, fid]
+        self._asc = order_params(method, "ASC")
+        self._desc = order_params(method, "DESC")
+        for key, select in self.params.items():
+            if key.lower() == "select" and isinstance(select, (list, tuple)):
+                names = [str(s).upper() for s in select]
+                if "*" not in names and fid.upper() not in names:
+                    self.params[key] = [*select, fid]
 
     # -- planning -------------------------------------------------------------------
     def initial(self) -> List[Plan]:
-        first = self._command(self.user_filter, 0, **self._order)
-        newest_first = {self.method.order_param: {self.method.filter_id: "DESC"},
-                        "select": [self.method.filter_id]}
-        last = self._command(self.user_filter, -1, **newest_first)
+        first = self._command(self.user_filter, 0, self._asc)
+        newest = {**self._desc, "select": [self.method.filter_id]}
+        last = self._command(self.user_filter, -1, newest)
         return [Plan((first, last), tag="probe")]
 
-    def _range_plan(self, rid: int) -> Plan:
-        rng = self._ranges[rid]
-        expected = (rng.hi - rng.lo) * rng.density
-        # A little more than expected: an extra empty page costs far less than an
-        # extra round trip for the last few records.
-        pages = min(self.batch_size, max(1, math.ceil(expected * 1.1 / PAGE) + 1))
-        commands = []
-        for j in range(pages):
-            cursor: Any = rng.lo if j == 0 else self.method.path(command_label(j - 1), PAGE - 1)
-            filter_ = {**self.user_filter, self._gt: cursor, self._le: rng.hi}
-            commands.append(self._command(filter_, -1, **self._order))
-        rng.busy = True
-        rng.reach = rng.lo + int(pages * PAGE / max(rng.density, 1e-9))
-        return Plan(tuple(commands), tag=rid)
-
-    def _new_range(self, lo: int, hi: int, density: float) -> int:
+    def _new_range(self, lo: int, hi: int) -> int:
         rid = self._next_id
         self._next_id += 1
-        self._ranges[rid] = _Range(lo=lo, hi=hi, density=density)
+        self._ranges[rid] = _Range(lo=lo, hi=hi)
         return rid
 
-    def _split(self, lo: int, hi: int, density: float, pieces: int) -> List[int]:
-        bounds = [lo + round((hi - lo) * k / pieces) for k in range(pieces + 1)]
-        return [self._new_range(a, b, density) for a, b in zip(bounds, bounds[1:]) if b > a]
+    def _work(self, rid: int, spread: bool = False) -> List[Tuple[int, int, bool]]:
+        """What range ``rid`` needs next: ``(range, commands, counted)`` pieces."""
+        rng = self._ranges[rid]
+        if rng.left is None:
+            # Unknown size: a counted page (and the guessed chain after it), or (no
+            # counts on this portal) a full chain.
+            if self._counts:
+                return [(rid, rng.guess, True)]
+            return [(rid, self.batch_size, False)]
+        if rng.left <= 0 or rng.lo >= rng.hi:
+            rng.done = True
+            return []
+        pages = math.ceil(rng.left / PAGE)
+        if pages <= self.batch_size and not spread:
+            return [(rid, pages, False)]
+        pieces = math.ceil(rng.left / self._per_range) if pages > self.batch_size else 1
+        if spread and self.request_budget is not None and pages > 2 * MIN_PAGES:
+            # Spread over requests the bucket lets go now, but never past about twice
+            # the requests offset pages would need for the same export.
+            spare = min(self.parallel, self.request_budget,
+                        2 * math.ceil(pages / self.batch_size) + 1)
+            pieces = max(pieces, min(spare, math.ceil(rng.left / (MIN_PAGES * PAGE))))
+        if pieces <= 1:
+            return [(rid, pages, False)]
+        return self._split(rid, pieces, even=spread and self._even)
 
-    def _active(self) -> int:
-        return sum(1 for r in self._ranges.values() if not r.done)
+    def _split(self, rid: int, pieces: int, even: bool = False) -> List[Tuple[int, int, bool]]:
+        """Cut range ``rid`` into counted pieces. ``even``: the IDs looked evenly spread,
+        so each piece also chains the pages its share of the count needs, in the same
+        batch (its count still decides what follows)."""
+        rng = self._ranges[rid]
+        rng.done = True
+        lo, hi = rng.lo, rng.hi
+        if even and rng.left is not None:
+            share = rng.left / pieces
+            guess = min(self.batch_size, math.ceil(share * 1.1 / PAGE) + 1)
+            bounds = [lo + round((hi - lo) * k / pieces) for k in range(pieces + 1)]
+            work = []
+            for a, b in zip(bounds, bounds[1:]):
+                if b > a:
+                    new = self._new_range(a, b)
+                    self._ranges[new].guess = guess
+                    work.append((new, guess, True))
+            return work
+        width_even = (hi - lo) / pieces
+        bounds: List[int] = []
+        if rng.span and rng.left is not None:
+            # Where the last page was far denser than the range's average, cut a first
+            # piece that holds about one batch at that density; count the rest.
+            width = math.ceil(self._per_range * rng.span / PAGE)
+            if width < width_even / 2:
+                rest = max(1, math.ceil((rng.left - self._per_range) / self._per_range))
+                cut = lo + width
+                bounds = [lo] + [cut + round((hi - cut) * k / rest) for k in range(rest + 1)]
+        if not bounds:
+            bounds = [lo + round((hi - lo) * k / pieces) for k in range(pieces + 1)]
+        return [(self._new_range(a, b), 1, True) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+    def _pack(self, work: List[Tuple[int, int, bool]], attempt: int) -> List[Plan]:
+        """Plans for ``work``: long chains alone (they run side by side), short pieces
+        (counted pages, chain ends) packed together up to the batch size."""
+        bins: List[List[Tuple[int, int, bool]]] = []
+        sizes: List[int] = []
+        for piece in sorted(work, key=lambda p: -p[1]):
+            n = piece[1]
+            if n > SHORT_CHAIN:
+                bins.append([piece])
+                sizes.append(n)
+                continue
+            for i, size in enumerate(sizes):
+                if size + n <= self.batch_size and bins[i][0][1] <= SHORT_CHAIN:
+                    bins[i].append(piece)
+                    sizes[i] += n
+                    break
+            else:
+                bins.append([piece])
+                sizes.append(n)
+        return [self._plan(pieces, attempt) for pieces in bins]
+
+    def _plan(self, pieces: List[Tuple[int, int, bool]], attempt: int) -> Plan:
+        commands: List[Command] = []
+        segments: List[_Segment] = []
+        for rid, n, counted in pieces:
+            rng = self._ranges[rid]
+            first = len(commands)
+            for j in range(n):
+                cursor: Any = (rng.lo if j == 0
+                               else self.method.path(command_label(first + j - 1), PAGE - 1))
+                filter_ = {**self.user_filter, self._gt: cursor, self._le: rng.hi}
+                start = 0 if counted and j == 0 else -1
+                commands.append(self._command(filter_, start, self._asc))
+            segments.append((rid, first, n, counted))
+        return Plan(tuple(commands), tag=("ranges", tuple(segments)), attempt=attempt)
 
     # -- consuming ------------------------------------------------------------------
     def consume(self, plan: Plan, outcome: Outcome) -> Step:
         if plan.tag == "probe":
             return self._consume_probe(plan, outcome)
-        return self._consume_range(plan, outcome)
-
-    def _ids(self, page: Iterable[Any]) -> List[Optional[int]]:
-        # Hot path (every record): plain dict checks, not typing.Mapping's slow one.
-        key = self.method.record_id
-        return [_int_id(r.get(key)) if type(r) is dict else None for r in page]
+        return self._consume_ranges(plan, outcome)
 
     def _consume_probe(self, plan: Plan, outcome: Outcome) -> Step:
         step = Step()
@@ -350,108 +592,103 @@ class IdRanges(Strategy):
             _raise(failure)
         page = self.method.records(outcome.results.get(0), "start=0")
         ids = self._ids(page)
-        for rid_value, record in zip(ids, page):
-            step.records.append((rid_value, record))
-        self.total = outcome.totals.get(0) or None
+        step.records.extend(zip(ids, page))
+        total = outcome.totals.get(0) or None
+        self.total = total
         self.emitted += len(page)
-        if len(page) < PAGE or ids[-1] is None:
+        if len(page) < PAGE:
             self.total = len(page)
             return step
+        if ids[-1] is None or ids[0] is None:
+            raise _no_ids(self.method)
         top = self._ids(self.method.records(outcome.results.get(1), "newest ID"))
-        if not top or top[0] is None:
-            return step
+        if not top:
+            return step  # the records above were deleted meanwhile
+        if top[0] is None:
+            raise _no_ids(self.method)
         lo, hi = ids[-1], top[0]
         if hi <= lo:
             return step
-        if self.total:
-            remaining = max(1, self.total - len(page))
+        rid = self._new_range(lo, hi)
+        root = self._ranges[rid]
+        root.span = max(1, ids[-1] - ids[0] + 1)
+        if total is None:
+            self._counts = False
         else:
-            first_id = ids[0] if ids[0] is not None else lo
-            remaining = max(1, round((hi - lo) * PAGE / max(1, lo - first_id + 1)))
-        self._density = min(1.0, remaining / (hi - lo))
-        count = max(1, math.ceil(remaining / self._per_range))
-        if self.request_budget is not None:
-            spare = min(self.parallel, self.request_budget)
-            if count < spare:
-                count = max(count, min(spare, math.ceil(remaining / (MIN_PAGES * PAGE))))
-        for rid in self._split(lo, hi, self._density, count):
-            step.plans.append(self._range_plan(rid))
+            root.left = max(0, total - len(page))
+            # The densities at both ends (the first page, the newest IDs) against the
+            # whole span's: close means the IDs look evenly spread, so the first pieces
+            # may chain pages right away.
+            average = total / max(1, hi - ids[0] + 1)
+            ends = [len(page) / root.span]
+            if len(top) == PAGE and top[-1] is not None:
+                ends.append(PAGE / max(1, top[0] - top[-1] + 1))
+            self._even = all(average / 3 <= local <= average * 3 for local in ends)
+        step.plans.extend(self._pack(self._work(rid, spread=True), 0))
         return step
 
-    def _consume_range(self, plan: Plan, outcome: Outcome) -> Step:
+    def _consume_ranges(self, plan: Plan, outcome: Outcome) -> Step:
         step = Step()
-        rng = self._ranges[plan.tag]
-        rng.busy = False
         failed = {f.index: f for f in outcome.failures}
-        finished = False
-        stalled = False
-        start = rng.lo
-        for position in range(len(plan.commands)):
-            if position in failed:
-                failure = failed[position]
-                if _transient(failure) and plan.attempt < PAGE_ATTEMPTS:
-                    stalled = True
-                    break
-                _raise(failure)
-            page = self.method.records(outcome.results.get(position),
-                                       f"{position + 1} of the range after ID {start}")
-            ids = self._ids(page)
-            lo, hi = rng.lo, rng.hi
-            step.records.extend((i, record) for i, record in zip(ids, page)
-                                if i is not None and lo < i <= hi)
-            last = next((i for i in reversed(ids) if i is not None), None)
-            if last is not None and last > lo:
-                rng.lo = last
-            if len(page) < PAGE or rng.lo >= rng.hi:
-                # A short page is the end of the range; pages chained after it in the
-                # same batch referenced a record that does not exist: ignore them.
-                finished = True
-                break
-        self.emitted += len(step.records)
-        rng.learn(len(step.records), min(rng.lo, rng.hi) - start)
-        if finished:
-            rng.done = True
-        elif stalled:
-            retry = self._range_plan(plan.tag)
-            step.plans.append(Plan(retry.commands, tag=plan.tag, attempt=plan.attempt + 1))
-        else:
-            # The range holds more than planned: continue it, split across the slots
-            # that ranges finished early have freed.
-            rng.done = True
-            remaining = (rng.hi - rng.lo) * rng.density
-            idle = max(0, self.parallel - self._active())
-            pieces = max(1, min(idle + 1, math.ceil(remaining / self._per_range)))
-            for rid in self._split(rng.lo, rng.hi, rng.density, pieces):
-                step.plans.append(self._range_plan(rid))
-        if finished:
-            step.plans.extend(self._rebalance())
-        return step
-
-    def _rebalance(self) -> List[Plan]:
-        """Split the biggest unfinished range while fewer ranges than workers are walking."""
-        plans = []
-        while self._active() < self.parallel:
-            best = None
-            for rid, r in self._ranges.items():
-                if r.done:
-                    continue
-                start = max(r.lo, r.reach) if r.busy else r.lo
-                left = (r.hi - start) * r.density
-                if best is None or left > best[0]:
-                    best = (left, rid, start)
-            if best is None or best[0] < 2 * PAGE:
-                break
-            _, rid, start = best
+        work: List[Tuple[int, int, bool]] = []
+        stalled: List[int] = []
+        records = step.records
+        for rid, first, n, counted in plan.tag[1]:
             rng = self._ranges[rid]
-            middle = start + (rng.hi - start) // 2
-            new = self._new_range(middle, rng.hi, rng.density)
-            rng.hi = middle
-            plans.append(self._range_plan(new))
-        return plans
+            finished = False
+            after = rng.lo
+            for position in range(first, first + n):
+                if position in failed:
+                    failure = failed[position]
+                    if _transient(failure) and plan.attempt < PAGE_ATTEMPTS:
+                        stalled.append(rid)
+                        break
+                    _raise(failure)
+                page = self.method.records(outcome.results.get(position),
+                                           f"{position - first + 1} of the range after ID {after}")
+                ids = self._ids(page)
+                lo, hi = rng.lo, rng.hi
+                records.extend((i, record) for i, record in zip(ids, page)
+                               if i is not None and lo < i <= hi)
+                if counted and position == first:
+                    total = outcome.totals.get(position)
+                    if total is None:
+                        self._counts = False
+                    else:
+                        rng.left = total - len(page)
+                elif rng.left is not None:
+                    rng.left -= len(page)
+                last = next((i for i in reversed(ids) if i is not None), None)
+                if page and last is None:
+                    raise _no_ids(self.method)
+                if last is not None and last > lo:
+                    rng.lo = last
+                if len(page) == PAGE and ids[0] is not None and last is not None:
+                    rng.span = max(1, last - ids[0] + 1)
+                if (len(page) < PAGE or rng.lo >= rng.hi
+                        or (rng.left is not None and rng.left <= 0)):
+                    # A short page is the end of the range; pages chained after it in
+                    # the same batch referenced a record that does not exist: ignore.
+                    finished = True
+                    break
+            else:
+                work.extend(self._work(rid))
+            if finished:
+                rng.done = True
+        self.emitted += len(records)
+        step.plans.extend(self._pack(work, 0))
+        if stalled:
+            retry = [piece for rid in stalled for piece in self._work(rid)]
+            step.plans.extend(self._pack(retry, plan.attempt + 1))
+        return step
 
 
 class IdList(Strategy):
-    """Records with known IDs through the list method: ``@ID`` filters, 50 IDs a command."""
+    """Records with known IDs through the list method: ``@ID`` filters, 50 IDs a command.
+
+    Only requested IDs are returned; a record nobody asked for means the portal ignored
+    the filter, which raises :class:`InvalidResponse` (the export would be wrong).
+    """
 
     name = "id_list"
 
@@ -463,9 +700,11 @@ class IdList(Strategy):
         *,
         ids: Sequence[Any] = (),
     ):
-        if method.filter_id is None or method.record_id is None:
-            raise ValueError(f"{method.name} cannot be filtered by ID")
+        if not method.id_filter:
+            raise ValueError(f"{method.name} cannot be filtered by ID (ids= needs an @ID "
+                             "filter and records with an ID)")
         super().__init__(method, params, batch_size)
+        self.user_filter  # a filter that is not an object is refused before any request
         unique: List[int] = []
         seen = set()
         for value in ids:
@@ -476,6 +715,7 @@ class IdList(Strategy):
                 seen.add(number)
                 unique.append(number)
         self.ids = unique
+        self._wanted = seen
         self.total = len(unique)
         self.found: set = set()
 
@@ -490,6 +730,7 @@ class IdList(Strategy):
     def consume(self, plan: Plan, outcome: Outcome) -> Step:
         step = Step()
         retry = []
+        wanted, found, key = self._wanted, self.found, self.method.record_id
         for position, command in enumerate(plan.commands):
             if position not in outcome.results:
                 failure = next(f for f in outcome.failures if f.index == position)
@@ -499,10 +740,17 @@ class IdList(Strategy):
                 _raise(failure)
             for record in self.method.records(outcome.results[position],
                                               f"{position + 1} of an ID-list batch"):
-                rid = _int_id(record.get(self.method.record_id)) if type(
-                    record) is dict else None
-                if rid is not None and rid not in self.found:
-                    self.found.add(rid)
+                rid = _int_id(record.get(key)) if type(record) is dict else None
+                if rid not in wanted:
+                    raise InvalidResponse(
+                        "INVALID_RESPONSE",
+                        f"{self.method.name} returned a record with {key} {rid!r}, which "
+                        f"was not asked for: the portal ignored the @{self.method.filter_id}"
+                        " filter (fetch these records with strategy='offset' instead)",
+                        method=self.method.name,
+                    )
+                if rid not in found:
+                    found.add(rid)
                     step.records.append((rid, record))
         if retry:
             step.plans.append(Plan(tuple(retry), tag=plan.tag, attempt=plan.attempt + 1))

@@ -69,7 +69,8 @@ def check_method(method: Any) -> str:
 _CLAUSES = {
     "select": ((list, tuple), "a list of field names"),
     "filter": ((Mapping,), "a dict"),
-    "order": ((Mapping,), "a dict like {'ID': 'ASC'}"),
+    # A string for methods that take sort=<field> with order=ASC|DESC (user.get).
+    "order": ((Mapping, str), "a dict like {'ID': 'ASC'}, or 'ASC'/'DESC' with 'sort'"),
     "fields": ((Mapping,), "a dict"),
     "params": ((Mapping,), "a dict"),
 }
@@ -97,6 +98,10 @@ def check_params(params: Any, *, where: str = "params") -> Mapping[str, Any]:
                 raise TypeError(f"{where}[{key!r}] must be an int, got {type(value).__name__}")
             if value < -1:
                 raise ValueError(f"{where}[{key!r}] must be -1 or >= 0, got {value}")
+        elif lower == "order" and isinstance(value, str):
+            if value.upper() not in ("ASC", "DESC"):
+                raise ValueError(f"{where}[{key!r}] must be 'ASC' or 'DESC', got {value!r}")
+            continue
         elif lower in ("filter", "order"):
             for sub in value:
                 if not isinstance(sub, str):

@@ -108,7 +108,7 @@ def batch_reply(request, results, errors=None):
     (lambda bx: bx.get_all("crm.deal.list", strategy="id_list"), ValueError),
     (lambda bx: bx.get_all("crm.deal.list", {"order": {"TITLE": "ASC"}},
                            strategy="id_ranges"), ValueError),
-    (lambda bx: bx.get_all("user.get", strategy="id_ranges"), ValueError),
+    (lambda bx: bx.get_all("crm.address.list", strategy="id_ranges"), ValueError),
     (lambda bx: bx.iter_all("crm.deal.list", max_in_flight=0), ValueError),
     (lambda bx: bx.slow(0).__enter__(), ValueError),
 ])

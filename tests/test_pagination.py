@@ -82,19 +82,24 @@ def test_every_record_exactly_once(count, make):
     assert len(got) == len(set(got))
 
 
-def test_id_ranges_use_cursor_pages_without_offsets_or_counts():
+def test_id_ranges_use_cursor_pages_without_offset_scans():
     store = DataStore(deals=6000, seed=5)
     strategy = IdRanges(DEALS, {}, parallel=3)
     _, sent = run(strategy, store)
     probe, *walks = sent
     assert [c.params["start"] for c in probe.commands] == [0, -1]
     for plan in walks:
-        assert all(c.params["start"] == -1 for c in plan.commands)
+        # start=0 only on a range's first page (its count sizes the range), never an offset.
+        assert all(c.params["start"] in (0, -1) for c in plan.commands)
         assert all(c.params["order"] == {"ID": "ASC"} for c in plan.commands)
-        chained = [c.params["filter"][">ID"] for c in plan.commands[1:]]
-        assert all(str(v).startswith("$result[c") for v in chained)
+        for command in plan.commands:
+            cursor = command.params["filter"][">ID"]
+            if command.params["start"] == 0:
+                assert isinstance(cursor, int)
+    counted = sum(c.params["start"] == 0 for p in walks for c in p.commands)
+    assert counted <= 6000 / 2250 + 2
     # Pages past the end of a range (a hole in the IDs) are the only waste.
-    assert sum(len(p.commands) for p in walks) <= 2 * 6000 / 50
+    assert sum(len(p.commands) for p in walks) <= 1.5 * 6000 / 50
 
 
 def test_id_ranges_waste_few_pages_on_a_large_export():
@@ -104,12 +109,12 @@ def test_id_ranges_waste_few_pages_on_a_large_export():
     assert len(sent) <= 1.25 * 100000 / 2500
 
 
-def test_id_ranges_rebalance_keeps_every_worker_busy_and_splits_the_longest():
+def test_id_ranges_split_a_large_export_into_many_pieces():
     store = DataStore(deals=20000, seed=9)
     strategy = IdRanges(DEALS, {}, batch_size=10, parallel=6)
     pairs, sent = run(strategy, store, seed=4)
     assert sorted(ids_of(pairs)) == store.ids("deal")
-    assert len(strategy._ranges) > 6  # ranges were split as others finished
+    assert len(strategy._ranges) > 6  # cut by the counts into batch-sized pieces
     assert sum(len(p.commands) for p in sent) <= 1.6 * 20000 / 50
 
 
@@ -250,7 +255,7 @@ def test_plans_never_exceed_the_batch_size():
 
 def test_strategies_refuse_what_they_cannot_do():
     with pytest.raises(ValueError):
-        IdRanges(list_method("user.get"), {})
+        IdRanges(list_method("crm.address.list"), {})
     with pytest.raises(ValueError):
         IdRanges(DEALS, {"order": {"TITLE": "DESC"}})
     with pytest.raises(ValueError):
@@ -262,3 +267,96 @@ def test_strategies_refuse_what_they_cannot_do():
 def test_plan_is_a_plain_value():
     plan = Plan(commands=(), tag="x")
     assert plan.attempt == 0 and plan.tag == "x"
+
+
+# -- families: parameters, shapes, keys ------------------------------------------------
+
+def test_parameters_keep_the_callers_order_and_key_case():
+    positional = list_method("task.elapseditem.getlist")
+    params = {"TASKID": 7, "ORDER": {"ID": "desc"}, "FILTER": {"USER_ID": 1},
+              "SELECT": ["ID"], "PARAMS": {}, "start": 100}
+    (command,), = [p.commands for p in OffsetPages(positional, params).initial()]
+    assert list(command.params) == ["TASKID", "ORDER", "FILTER", "SELECT", "PARAMS", "start"]
+    assert command.params["FILTER"] == {"USER_ID": 1} and command.params["start"] == 0
+    users = IdRanges(list_method("user.get"), {"FILTER": {"ACTIVE": True}, "ADMIN_MODE": 1})
+    first, last = users.initial()[0].commands
+    assert list(first.params) == ["FILTER", "ADMIN_MODE", "sort", "order", "start"]
+    assert first.params["sort"] == "ID" and first.params["order"] == "ASC"
+    assert last.params["order"] == "DESC"
+
+
+def test_id_order_in_either_form_is_recognised():
+    from bitrix_threaded.pagination import is_id_order, without_id_order
+    users, deals = list_method("user.get"), DEALS
+    assert is_id_order(users, {"sort": "id", "order": "asc"})
+    assert is_id_order(users, {})
+    assert not is_id_order(users, {"sort": "NAME"})
+    assert not is_id_order(users, {"sort": "ID", "order": "DESC"})
+    assert is_id_order(deals, {"ORDER": {"ID": "ASC"}})
+    assert not is_id_order(deals, {"order": {"DATE_CREATE": "ASC"}})
+    assert without_id_order(users, {"sort": "ID", "FILTER": {}}) == {"FILTER": {}}
+    with pytest.raises(ValueError):
+        without_id_order(deals, {"order": {"TITLE": "ASC"}})
+
+
+def feed(strategy, plan, results, totals=None):
+    return strategy.consume(plan, Outcome(dict(enumerate(results)), [], totals or {}))
+
+
+def test_offset_pages_step_by_the_first_pages_length():
+    strategy = OffsetPages(list_method("crm.timeline.logmessage.list"), {})
+    plan = strategy.initial()[0]
+    step = feed(strategy, plan, [[{"id": i} for i in range(10)]], {0: 37})
+    starts = [c.params["start"] for p in step.plans for c in p.commands]
+    assert starts == [10, 20, 30]
+
+
+def test_unknown_methods_drop_repeats_by_the_id_key_they_carry():
+    strategy = OffsetPages(list_method("vendor.thing.list"), {})
+    plan = strategy.initial()[0]
+    page = {"things": [{"id": i} for i in range(50)]}
+    step = feed(strategy, plan, [page], {0: 60})
+    later = step.plans[0]
+    again = feed(strategy, later, [{"things": [{"id": i} for i in range(45, 60)]}], {0: 60})
+    assert [r["id"] for _, r in again.records] == list(range(50, 60))
+
+
+def test_shapes_the_client_does_not_understand_are_errors():
+    from bitrix_threaded.errors import InvalidResponse
+    from bitrix_threaded.pagination import NotAList
+    strategy = OffsetPages(list_method("vendor.thing.list"), {})
+    plan = strategy.initial()[0]
+    with pytest.raises(InvalidResponse, match="'items', 'users'"):
+        feed(strategy, plan, [{"items": [], "users": []}], {0: 0})
+    with pytest.raises(NotAList):
+        feed(OffsetPages(list_method("crm.deal.fields"), {}), plan, [{"ID": {"type": "int"}}])
+    with pytest.raises(InvalidResponse, match="key 'tasks'"):
+        list_method("tasks.task.list").records({"items": []})
+
+
+def test_a_full_first_page_without_ids_is_never_the_end():
+    from bitrix_threaded.errors import InvalidResponse
+    strategy = IdRanges(DEALS, {})
+    plan = strategy.initial()[0]
+    with pytest.raises(InvalidResponse, match="without 'ID'"):
+        feed(strategy, plan, [[{"TYPE_ID": "1"}] * 50, [{"ID": "900"}]], {0: 400})
+
+
+def test_id_lists_refuse_records_nobody_asked_for():
+    from bitrix_threaded.errors import InvalidResponse
+    strategy = IdList(DEALS, {}, ids=[1, 2])
+    plan = strategy.initial()[0]
+    with pytest.raises(InvalidResponse, match="ignored the @ID filter"):
+        feed(strategy, plan, [[{"ID": "1"}, {"ID": "3"}]])
+    with pytest.raises(ValueError, match="cannot be filtered by ID"):
+        IdList(list_method("crm.address.list"), {}, ids=[1])
+    users = IdList(list_method("user.get"), {}, ids=[5])
+    (command,), = [p.commands for p in users.initial()]
+    assert command.params["FILTER"] == {"@ID": [5]}
+
+
+def test_every_family_row_cites_its_documentation_page():
+    from bitrix_threaded.methods import known_list_methods
+    for name in known_list_methods():
+        doc = list_method(name).doc
+        assert doc and doc.startswith("api-reference/") and doc.endswith(".md"), name
