@@ -492,10 +492,17 @@ class IdRanges(Strategy):
             if self._counts:
                 return [(rid, rng.guess, True)]
             return [(rid, self.batch_size, False)]
-        if rng.left <= 0 or rng.lo >= rng.hi:
+        if rng.lo >= rng.hi:
             rng.done = True
             return []
-        pages = math.ceil(rng.left / PAGE)
+        if rng.left <= 0:
+            # The count is used up but the last page was full: records that began to
+            # match the filter after the count may sit before the range's end. Only a
+            # short page proves the end; one cursor page (normally empty) asks.
+            return [(rid, 1, False)]
+        # Enough pages that the last one is short (it proves the end) even when the
+        # count is a multiple of the page: no extra round trip to confirm it.
+        pages = rng.left // PAGE + 1
         if pages <= self.batch_size and not spread:
             return [(rid, pages, False)]
         pieces = math.ceil(rng.left / self._per_range) if pages > self.batch_size else 1
@@ -665,10 +672,10 @@ class IdRanges(Strategy):
                     rng.lo = last
                 if len(page) == PAGE and ids[0] is not None and last is not None:
                     rng.span = max(1, last - ids[0] + 1)
-                if (len(page) < PAGE or rng.lo >= rng.hi
-                        or (rng.left is not None and rng.left <= 0)):
+                if len(page) < PAGE or rng.lo >= rng.hi:
                     # A short page is the end of the range; pages chained after it in
                     # the same batch referenced a record that does not exist: ignore.
+                    # (A used-up count is not: a record may have begun to match.)
                     finished = True
                     break
             else:

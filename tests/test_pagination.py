@@ -137,6 +137,43 @@ def test_id_ranges_exactly_once_while_records_change():
     assert set(got) <= before | added
 
 
+def test_id_ranges_keep_every_steady_record_when_others_begin_to_match_the_filter():
+    # Counted ranges: records that begin to match after a range was counted must not
+    # push the range's last steady records out of the export.
+    store = DataStore(deals=6000, seed=12)
+    closed = [int(r["ID"]) for r in store.call(
+        "crm.deal.list", {"filter": {"CLOSED": "Y"}, "select": ["ID"], "start": -1}).result]
+    steady = {int(r["ID"]) for r in _all(store, {"CLOSED": "N"})}
+    reopen = iter(sorted(set(store.ids("deal")) - steady))
+    reopened = set()
+
+    def mutate():
+        for _ in range(4):
+            record_id = next(reopen, None)
+            if record_id is not None:
+                store.call("crm.deal.update", {"id": record_id, "fields": {"CLOSED": "N"}})
+                reopened.add(record_id)
+
+    assert closed
+    for seed in range(3):
+        pairs, _ = run(IdRanges(DEALS, {"filter": {"CLOSED": "N"}}, batch_size=5, parallel=4),
+                       store, seed=seed, between=mutate)
+        got = ids_of(pairs)
+        assert len(got) == len(set(got)), "no duplicates"
+        assert steady <= set(got), "every record that matched throughout came"
+        steady |= reopened
+
+
+def _all(store, filter_):
+    out, start = [], 0
+    while True:
+        page = store.call("crm.deal.list", {"filter": filter_, "select": ["ID"], "start": start})
+        out.extend(page.result)
+        if page.next is None:
+            return out
+        start = page.next
+
+
 def test_offset_pages_can_duplicate_or_lose_under_changes_but_never_return_duplicates():
     store = DataStore(deals=3000, seed=12)
     rng = random.Random(3)
