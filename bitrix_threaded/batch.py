@@ -107,7 +107,7 @@ def pack(
 
 def batch_payload(
     chunk: Sequence[tuple[int, Command]], *, halt: bool = False, label: Label = command_label
-) -> dict:
+) -> dict[str, Any]:
     """Return the ``batch`` request body for one chunk from :func:`pack`.
 
     ``{"halt": 0 | 1, "cmd": {label(index): "method?query"}}``, in chunk
@@ -139,10 +139,10 @@ class BatchReply:
     """
 
     results: dict[str, Any]
-    errors: dict[str, dict]
+    errors: dict[str, dict[str, Any]]
     totals: dict[str, int]
     nexts: dict[str, int]
-    times: dict[str, dict]
+    times: dict[str, dict[str, Any]]
 
 
 def _malformed(why: str, envelope: object) -> InvalidResponse:
@@ -151,7 +151,7 @@ def _malformed(why: str, envelope: object) -> InvalidResponse:
     )
 
 
-def _label_map(value: object, name: str, envelope: Mapping) -> dict[str, Any]:
+def _label_map(value: object, name: str, envelope: Mapping[str, Any]) -> dict[str, Any]:
     # PHP serialises an empty array as [] and an array with keys 0..n-1 as a
     # JSON list; both stand for the same label -> value map.
     if value is None:
@@ -163,7 +163,7 @@ def _label_map(value: object, name: str, envelope: Mapping) -> dict[str, Any]:
     raise _malformed(f"batch reply field {name} is a {type(value).__name__}", envelope)
 
 
-def _int_map(value: object, name: str, envelope: Mapping) -> dict[str, int]:
+def _int_map(value: object, name: str, envelope: Mapping[str, Any]) -> dict[str, int]:
     result = {}
     for key, item in _label_map(value, name, envelope).items():
         if isinstance(item, bool):
@@ -177,7 +177,8 @@ def _int_map(value: object, name: str, envelope: Mapping) -> dict[str, int]:
     return result
 
 
-def _dict_map(value: object, name: str, envelope: Mapping) -> dict[str, dict]:
+def _dict_map(value: object, name: str, envelope: Mapping[str, Any]
+              ) -> dict[str, dict[str, Any]]:
     result = {}
     for key, item in _label_map(value, name, envelope).items():
         if not isinstance(item, Mapping):
@@ -186,7 +187,7 @@ def _dict_map(value: object, name: str, envelope: Mapping) -> dict[str, dict]:
     return result
 
 
-def parse_batch_reply(envelope: Mapping) -> BatchReply:
+def parse_batch_reply(envelope: Mapping[str, Any]) -> BatchReply:
     """Normalise the JSON envelope of a ``batch`` call into a :class:`BatchReply`.
 
     ``envelope`` is the whole decoded body, ``{"result": {"result": ...,

@@ -40,6 +40,8 @@ class CancelToken:
         self._reason: Optional[str] = None
         self._callbacks: List[Callable[[], None]] = []
         self._parent = parent
+        # Set by the parent: removes this token from the parent's listeners.
+        self._detach_from_parent: Optional[Callable[[], None]] = None
         if parent is not None:
             parent._add_child(self)
 
@@ -86,7 +88,7 @@ class CancelToken:
 
     def detach(self) -> None:
         """Stop listening to the parent (a finished call's token); idempotent."""
-        unregister = getattr(self, "_detach_from_parent", None)
+        unregister = self._detach_from_parent
         if unregister is not None:
             self._detach_from_parent = None
             unregister()

@@ -38,7 +38,7 @@ import sys
 import tempfile
 import warnings
 from typing import (
-    Any, Callable, Dict, Iterator, List, Mapping, NoReturn, Optional, Sequence,
+    Any, Callable, Dict, Iterator, List, Mapping, NoReturn, Optional, Sequence, Set,
 )
 
 from ._version import __version__
@@ -423,7 +423,7 @@ def run_demo(options: argparse.Namespace, console: Console, argv: Sequence[str])
         handle, temporary = tempfile.mkstemp(prefix="bitrix-threaded-demo-", suffix=".jsonl")
         os.close(handle)
         path = temporary
-    seen: set = set()
+    seen: Set[Any] = set()
     try:
         with FakePortal(deals=options.deals, profile=options.profile, time_scale=scale) as portal:
             print(f"Fake Bitrix24 portal at {portal.url}: {options.deals:,} deals, "
@@ -604,7 +604,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         with warnings.catch_warnings():
             warnings.showwarning = console.show_warning
-            return options.run(options, console, args)
+            status: int = options.run(options, console, args)
+            return status
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else EXIT_FAILURE
     except UsageError as exc:

@@ -16,6 +16,7 @@ import warnings
 from operator import itemgetter
 from typing import (
     Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union,
+    cast,
 )
 
 import requests
@@ -462,7 +463,9 @@ class Bitrix:
             warnings.warn(f"{reply.method} is not a list method: get_all() returns its "
                           "result unchanged (use call() for single calls)",
                           BitrixWarning, stacklevel=2)
-            return reply.result
+            # Returned unchanged, as fast_bitrix24 does; typed as the usual list so
+            # callers of list methods need no narrowing.
+            return cast(List[Any], reply.result)
         return _by_key(pairs)
 
     def iter_all(

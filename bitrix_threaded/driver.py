@@ -26,7 +26,7 @@ def drive(
     plans not yet started.
     """
     queue: Deque[Plan] = deque(strategy.initial())
-    running: Dict[Future, Plan] = {}
+    running: Dict[Future[Any], Plan] = {}
     try:
         while queue or running:
             while queue and len(running) < max_in_flight:

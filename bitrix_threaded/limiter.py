@@ -18,7 +18,7 @@ import contextlib
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 from .clock import SYSTEM_CLOCK, Clock
 from .concurrency import ConcurrencyGate
@@ -239,13 +239,13 @@ class _MethodState:
     cost_at: float = 0.0  # local monotonic time of the cost estimate
     # Per cost class (commands of one kind: offset pages of similar depth), the
     # highest cost of the last 50-100 reports: [current max, previous max, count].
-    class_costs: dict = field(default_factory=dict)
+    class_costs: dict[int, list[float]] = field(default_factory=dict)
     in_flight: int = 0  # commands sent and not yet released
     in_flight_cost: float = 0.0  # their estimated seconds, as booked when sent
     # Our own recorded commands, (earliest, latest server time it ran, seconds), sorted:
     # each is counted in ``operating`` and will leave the server's window.
-    spent: list = field(default_factory=list)
-    drops: list | None = None  # cache: sorted (server time it has left by, seconds)
+    spent: list[tuple[float, float, float]] = field(default_factory=list)
+    drops: list[tuple[float, float]] | None = None  # cache: sorted (server time left, seconds)
     offset: float = 0.0  # local monotonic minus server time, at the last report
     reset_at: float | None = None  # server time the oldest minute bucket expires
 
@@ -440,7 +440,8 @@ class OperatingWindow:
         if known is None:
             return cost
         age = max(0.0, now - at)
-        return max(cost, known * 0.5 ** (age / max(self._default_block, 1e-9)))
+        decayed: float = known * 0.5 ** (age / max(self._default_block, 1e-9))
+        return max(cost, decayed)
 
     def block(self, method: str, reset_in: float | None) -> None:
         """Hold ``method`` for ``reset_in`` seconds after a 429 or a per-command
@@ -510,7 +511,7 @@ class OperatingWindow:
                     state.in_flight_cost = 0.0  # no rounding left over
 
     @contextlib.contextmanager
-    def hold(self, methods: Mapping[str, int]) -> Iterator[WindowTicket]:
+    def hold(self, methods: Mapping[object, int]) -> Iterator[WindowTicket]:
         """``with window.hold({"crm.deal.list": 50}):`` — acquire, and release on exit."""
         ticket = self.acquire(methods)
         try:
@@ -518,7 +519,7 @@ class OperatingWindow:
         finally:
             self.release(ticket)
 
-    def snapshot(self) -> dict[str, dict]:
+    def snapshot(self) -> dict[str, dict[str, Any]]:
         """A copy of each method's state, with times as seconds from now (for logs/tests)."""
         with self._lock:
             now = self._clock.monotonic()
@@ -612,7 +613,8 @@ class OperatingWindow:
                     kept.append(entry)
             state.spent = kept
 
-    def _leaves_at(self, state: _MethodState, entry: tuple) -> float | None:
+    def _leaves_at(self, state: _MethodState, entry: tuple[float, float, float]
+                   ) -> float | None:
         """Server time by which a logged command has left the window; None when the
         last report may already have left it out (then it is not counted down)."""
         earliest, latest, _ = entry

@@ -134,10 +134,10 @@ class Runner:
     def in_worker(self) -> bool:
         return getattr(self._local, "worker", False)
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         """Run ``fn(*args)`` on the pool, or inline (as a done future) inside a worker."""
         if self.in_worker:
-            future: Future = Future()
+            future: Future[Any] = Future()
             try:
                 future.set_result(fn(*args))
             except BaseException as exc:  # delivered through the future, like the pool does
