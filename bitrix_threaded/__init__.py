@@ -1,7 +1,8 @@
 """bitrix_threaded: a sync-native, thread-pool client for the Bitrix24 REST API.
 
-``Bitrix`` is the one entry point; the exceptions, strategies and limiter pieces are
-exported for callers that catch, choose or tune them.
+``Bitrix`` is the entry point and ``AsyncBitrix`` its async facade on the same engine;
+the exceptions, strategies and limiter pieces are exported for callers that catch,
+choose or tune them.
 
 The public surface is exactly ``__all__`` below, plus :mod:`bitrix_threaded.testing`
 (the fake portal) and the ``bitrix-threaded`` command. Every other module (the runner,
@@ -11,6 +12,8 @@ change in any release.
 
 import logging as _logging
 
+from .aio import AsyncBitrix, BitrixAsync
+from .aio_records import AsyncRecords
 from .auth import TokenSet
 from .client import Bitrix
 from .clock import Clock, ManualClock, SystemClock
@@ -43,6 +46,7 @@ from .errors import (
 from .limiter import ConcurrencyGate, LeakyBucket, OperatingWindow
 from .pagination import IdList, IdRanges, OffsetPages, Strategy
 from .retry import RetryPolicy
+from .shared_limits import SharedLimitsUnavailable
 from .validation import BitrixWarning
 
 from ._version import __version__
@@ -51,9 +55,12 @@ _logging.getLogger("bitrix_threaded").addHandler(_logging.NullHandler())
 
 __all__ = [
     "AccessDenied",
+    "AsyncBitrix",
+    "AsyncRecords",
     "AuthError",
     "BatchError",
     "Bitrix",
+    "BitrixAsync",
     "BitrixError",
     "BitrixWarning",
     "Cancelled",
@@ -84,6 +91,7 @@ __all__ = [
     "RequestTimeout",
     "RetryPolicy",
     "ServerError",
+    "SharedLimitsUnavailable",
     "Strategy",
     "SystemClock",
     "TokenSet",

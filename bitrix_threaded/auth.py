@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import quote, quote_plus, urlsplit
 
+from .awaiting import resolve
+
 MASK = "***"
 
 # A webhook is https://host[/prefix]/rest/USER_ID/CODE/ ; USER_ID is numeric.
@@ -235,7 +237,8 @@ def _rest_base(url: str) -> str:
 class TokenFunction(Credentials):
     """Access tokens supplied by a user callable (``token_func``).
 
-    The callable takes no arguments and returns the current access token as a str. It is
+    The callable takes no arguments and returns the current access token as a str (an
+    ``async def`` one is awaited on a private event loop in a helper thread). It is
     called once before the first request and again, once per expiry, when the portal
     answers ``expired_token``; calls are serialised, so it need not be thread-safe.
     """
@@ -256,7 +259,8 @@ class TokenFunction(Credentials):
 
         failure = None
         try:
-            token = self._func()
+            # An ``async def`` token_func is awaited on a private loop (see awaiting.py).
+            token = resolve(self._func())
         except Exception as exc:  # the user's code failed: report it without its text
             failure = type(exc).__name__
         if failure is not None:

@@ -1,9 +1,16 @@
-"""Packing commands into ``batch`` calls and unpacking the replies.
+"""The batch protocol: packing commands into ``batch`` calls and unpacking the replies.
+
+The one place that knows the ``batch`` envelope (b24-rest-docs
+``api-reference/how-to-call-rest-api/batch.md``): command labels, the
+``result``/``result_error``/``result_total``/``result_next``/``result_time``
+maps, the ``time`` blocks (each command's operating time is charged to its
+own method), the label-to-method map and each command's cost class. The
+runner, ``Bitrix.call_batch`` and the pagination driver all go through it.
 
 Pure functions, no I/O, safe to call from any thread. The flow is::
 
     chunks = pack(commands)                 # [[(input index, Command), ...], ...]
-    body = batch_payload(chunk)             # {"halt": 0, "cmd": {"c0": "method?query"}}
+    request = prepare(chunk)                # payload, label -> method / cost class
     reply = parse_batch_reply(envelope)     # the five result maps, normalised
     results, failures = split_reply(reply, chunk)
 
@@ -14,8 +21,10 @@ the portal answer with JSON lists instead of objects.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
+from urllib.parse import parse_qs
 
 from .encoding import encode_command, validate_method
 from .errors import (
@@ -25,16 +34,24 @@ from .errors import (
     error_from_reply,
     reply_snippet,
 )
+from .paging import cost_class
+from .retry import is_write_method
 
 __all__ = [
     "MAX_BATCH_SIZE",
     "BatchReply",
+    "BatchRequest",
     "Command",
+    "TimeNumbers",
     "batch_payload",
     "command_label",
     "pack",
     "parse_batch_reply",
+    "prepare",
+    "prepare_encoded",
     "split_reply",
+    "start_time",
+    "time_numbers",
 ]
 
 MAX_BATCH_SIZE = 50
@@ -75,6 +92,18 @@ class Command:
             raise TypeError(
                 f"params of {self.method} must be a mapping, not {type(self.params).__name__}"
             )
+
+    @property
+    def text(self) -> str:
+        """The command as sent inside a batch, ``"method?query"``; encoded once, then kept.
+
+        Raises ``TypeError``/``ValueError`` for unencodable params.
+        """
+        text = self.__dict__.get("_text")
+        if text is None:
+            text = encode_command(self.method, self.params)
+            object.__setattr__(self, "_text", text)
+        return text
 
 
 def _check_batch_size(batch_size: object) -> int:
@@ -124,8 +153,89 @@ def batch_payload(
         key = label(index)
         if key in cmd:
             raise ValueError(f"two commands share the batch label {key!r}")
-        cmd[key] = encode_command(command.method, command.params)
+        cmd[key] = command.text
     return {"halt": 1 if halt else 0, "cmd": cmd}
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """One ``batch`` request ready to send, with what the limiter needs to know of it.
+
+    ``payload``: the body; ``labels``: label -> method (lower case), so each
+    command's ``result_time`` is charged to its method; ``classes``: label ->
+    cost class; ``counts``: ``(method, cost class)`` -> commands, for booking
+    the operating window; ``write``: whether any command may change data.
+    """
+
+    payload: dict
+    labels: dict
+    classes: dict
+    counts: dict
+    write: bool
+
+
+def prepare(chunk: Sequence[tuple[int, Command]], *, halt: bool = False,
+            label: Label = command_label) -> BatchRequest:
+    """The :class:`BatchRequest` for one chunk from :func:`pack` (see :func:`batch_payload`)."""
+    payload = batch_payload(chunk, halt=halt, label=label)
+    keys = list(payload["cmd"])
+    labels = {key: command.method.lower() for key, (_, command) in zip(keys, chunk)}
+    classes = {key: cost_class(command.params) for key, (_, command) in zip(keys, chunk)}
+    return _request(payload, labels, classes)
+
+
+def prepare_encoded(cmd: Mapping[str, str], *, halt: bool = False) -> BatchRequest:
+    """The :class:`BatchRequest` for commands already encoded as ``label -> "method?query"``
+    (``Bitrix.call_batch``); a list page's ``start`` is read back from its query."""
+    if not cmd:
+        raise ValueError("a batch needs at least one command")
+    if len(cmd) > MAX_BATCH_SIZE:
+        raise ValueError(f"a batch holds at most {MAX_BATCH_SIZE} commands, got {len(cmd)}")
+    labels, classes = {}, {}
+    for key, text in cmd.items():
+        method, _, query = text.partition("?")
+        labels[key] = method.lower()
+        start = parse_qs(query).get("start") if "start=" in query else None
+        classes[key] = cost_class({"start": start[-1]}) if start else 0
+    return _request({"halt": 1 if halt else 0, "cmd": dict(cmd)}, labels, classes)
+
+
+def _request(payload: dict, labels: dict, classes: dict) -> BatchRequest:
+    counts = Counter((labels[key], classes[key]) for key in labels)
+    write = any(is_write_method(method) for method in set(labels.values()))
+    return BatchRequest(payload, labels, classes, dict(counts), write)
+
+
+TimeNumbers = Tuple[Optional[float], Optional[float], Optional[float], Optional[float]]
+
+
+def _time_number(block: Mapping, key: str) -> Optional[float]:
+    value = block.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def time_numbers(block: Any) -> TimeNumbers:
+    """``(operating, reset_in, finish, processing)`` from a ``time`` block, None when absent.
+
+    ``reset_in`` is ``operating_reset_at - finish`` in server seconds (0 at least),
+    so the two clocks' skew never matters (b24-rest-docs ``api-reference/data-types.md``,
+    the ``time`` block).
+    """
+    if not isinstance(block, Mapping):
+        return None, None, None, None
+    operating = _time_number(block, "operating")
+    reset_at, finish = _time_number(block, "operating_reset_at"), _time_number(block, "finish")
+    reset_in = None
+    if reset_at is not None and finish is not None:
+        reset_in = max(0.0, reset_at - finish)
+    return operating, reset_in, finish, _time_number(block, "processing")
+
+
+def start_time(block: Any) -> Optional[float]:
+    """A ``time`` block's ``start`` (server seconds), None when absent."""
+    return _time_number(block, "start") if isinstance(block, Mapping) else None
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,10 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import threading
-from typing import Callable, Iterator, List, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, List, Optional
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .errors import Cancelled
 
 __all__ = ["CancelToken", "cancel_scope", "current_scope"]
 
@@ -38,21 +41,27 @@ class CancelToken:
         self._event = threading.Event()
         self._lock = threading.Lock()
         self._reason: Optional[str] = None
+        self._closed = False
+        self._followed: List[Callable[[], None]] = []
+        self._detach_from_parent: Optional[Callable[[], None]] = None
         self._callbacks: List[Callable[[], None]] = []
         self._parent = parent
-        # Set by the parent: removes this token from the parent's listeners.
-        self._detach_from_parent: Optional[Callable[[], None]] = None
         if parent is not None:
             parent._add_child(self)
 
     # -- setting -----------------------------------------------------------------------
-    def cancel(self, reason: str = "cancelled") -> None:
+    def cancel(self, reason: str = "cancelled", *, closed: bool = False) -> None:
         """Set the flag (idempotent: the first reason is kept), wake every waiter,
-        run the callbacks registered with :meth:`on_cancel` (outside the lock)."""
+        run the callbacks registered with :meth:`on_cancel` (outside the lock).
+
+        ``closed=True`` says the owner (a client) was closed: :meth:`error` then
+        gives ``ClientClosed``; children inherit it.
+        """
         with self._lock:
             if self._event.is_set():
                 return
             self._reason = reason
+            self._closed = bool(closed)
             self._event.set()
             callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
@@ -83,14 +92,30 @@ class CancelToken:
         return remove
 
     def _add_child(self, child: "CancelToken") -> None:
-        unregister = self.on_cancel(lambda: child.cancel(self.reason or "cancelled"))
+        unregister = self.on_cancel(
+            lambda: child.cancel(self.reason or "cancelled", closed=self._closed))
         child._detach_from_parent = unregister
 
+    def follow(self, other: "CancelToken") -> None:
+        """Also be cancelled (with its reason, as not closed) when ``other`` is; a
+        second parent that :meth:`detach` lets go of too."""
+        if not isinstance(other, CancelToken):
+            raise TypeError(f"other must be a CancelToken, got {type(other).__name__}")
+        unregister = other.on_cancel(
+            lambda: self.cancel(other.reason or "cancelled", closed=other.closed))
+        with self._lock:
+            self._followed.append(unregister)
+
     def detach(self) -> None:
-        """Stop listening to the parent (a finished call's token); idempotent."""
-        unregister = self._detach_from_parent
+        """Stop listening to the parent and followed tokens (a finished call's token);
+        idempotent."""
+        unregister = getattr(self, "_detach_from_parent", None)
         if unregister is not None:
             self._detach_from_parent = None
+            unregister()
+        with self._lock:
+            followed, self._followed = self._followed, []
+        for unregister in followed:
             unregister()
 
     # -- reading -----------------------------------------------------------------------
@@ -105,6 +130,26 @@ class CancelToken:
     def wait(self, timeout: Optional[float]) -> bool:
         """Block up to ``timeout`` real seconds (None: until set); True if the token is set."""
         return self._event.wait(timeout)
+
+    @property
+    def closed(self) -> bool:
+        """True when cancelled because the owning client was closed."""
+        return self._closed
+
+    def error(self, method: Optional[str] = None) -> "Cancelled":
+        """The exception a call stopped by this token raises: ``ClientClosed`` after
+        the client was closed, else ``Cancelled`` (with the reason)."""
+        from .errors import Cancelled, ClientClosed
+
+        if self._closed:
+            return ClientClosed(method=method)
+        return Cancelled(f"the call was cancelled: {self._reason or 'cancelled'}",
+                         method=method)
+
+    def raise_if_cancelled(self, method: Optional[str] = None) -> None:
+        """Raise :meth:`error` when the token is cancelled; else return."""
+        if self._event.is_set():
+            raise self.error(method)
 
     def child(self) -> "CancelToken":
         """A new token cancelled with this one."""

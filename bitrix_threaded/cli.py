@@ -4,15 +4,18 @@
 
     bitrix-threaded export METHOD [--params JSON] [--select F ...] [--filter KEY=VALUE ...]
                            [--format jsonl|csv] [-o FILE] [--strategy id_ranges|offset]
-                           [--webhook URL] [--retries N] [--requests-per-second X]
-                           [--request-pool-size N] [--quiet]
+                           [--webhook URL] [--retries N] [--shared-limits URL]
+                           [--requests-per-second X] [--request-pool-size N] [--quiet]
     bitrix-threaded call METHOD [--params JSON] [--raw] [--webhook URL] [--retries N]
+                         [--shared-limits URL]
     bitrix-threaded demo [--deals N] [--profile light|realistic] [--time-scale X]
                          [-o FILE] [--quiet]
     bitrix-threaded serve [the options of python -m bitrix_threaded.testing serve; --help]
     bitrix-threaded --version
 
 The webhook comes from ``--webhook`` or the ``BITRIX_WEBHOOK`` environment variable.
+``--shared-limits`` (or ``BITRIX_SHARED_LIMITS``) names a Redis shared with the other
+processes and hosts calling the same portal.
 
 ``export`` writes records as pages arrive (in no set order), JSONL by default or CSV
 (``--format csv``, or an output file named ``*.csv``); see :mod:`.cli_output` for the CSV
@@ -300,7 +303,7 @@ def _make_client(webhook_url: str, *, verbose: bool, retries: Optional[int] = No
         kwargs["retry"] = RetryPolicy(max_attempts=retries + 1)
     try:
         return Bitrix(webhook_url, verbose=verbose, **kwargs)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, ImportError) as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -360,7 +363,7 @@ def run_export(options: argparse.Namespace, console: Console, argv: Sequence[str
     client = _make_client(
         webhook.base_url, verbose=_progress_wanted(options.quiet), retries=options.retries,
         requests_per_second=options.requests_per_second,
-        request_pool_size=options.request_pool_size)
+        request_pool_size=options.request_pool_size, shared_limits=options.shared_limits)
     with client:
         outcome = export_records(_records(client, method, params, options.strategy), sink)
         status = _report_end(outcome, sink, console)
@@ -385,7 +388,8 @@ def run_call(options: argparse.Namespace, console: Console, argv: Sequence[str])
     if options.raw and not isinstance(params, dict):
         raise UsageError("--raw takes a JSON object in --params")
     webhook = resolve_webhook(options.webhook, console)
-    with _make_client(webhook.base_url, verbose=False, retries=options.retries) as client:
+    with _make_client(webhook.base_url, verbose=False, retries=options.retries,
+                      shared_limits=options.shared_limits) as client:
         try:
             if method == "batch":
                 result: Any = client.call_batch(params)
@@ -500,6 +504,10 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
                              f"${WEBHOOK_ENV}, which keeps the token out of the process list)")
     parser.add_argument("--retries", type=_non_negative_int, metavar="N",
                         help="retries of a request after a transient failure (default 5)")
+    parser.add_argument("--shared-limits", metavar="URL",
+                        help="redis://HOST:PORT/DB shared by every process and host calling "
+                             "the portal, so that together they keep its limits (default: "
+                             "$BITRIX_SHARED_LIMITS; needs the redis extra)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -247,7 +247,8 @@ Sink = Union[JsonLinesSink, CsvSink]
 
 
 class InterruptShield:
-    """Defers Ctrl-C (SIGINT) during ``with shield:`` blocks, raising it when they end.
+    """Defers Ctrl-C (SIGINT, and SIGTERM) during ``with shield:`` blocks, raising it when
+    they end.
 
     Outside a block, Ctrl-C raises :class:`KeyboardInterrupt` at once, as usual. Inside,
     it is remembered and raised as the outermost block exits, unless that block is
@@ -262,17 +263,23 @@ class InterruptShield:
 
     @contextlib.contextmanager
     def active(self) -> Iterator["InterruptShield"]:
-        """Install the SIGINT handler for the duration of the ``with`` block."""
-        previous = None
+        """Install the handlers for the duration of the ``with`` block.
+
+        SIGTERM (a service manager stopping the export) is handled as Ctrl-C, when it
+        has its default action: the export stops the same way and its file stays valid.
+        """
+        previous = {}
         if threading.current_thread() is threading.main_thread():
-            current = signal.getsignal(signal.SIGINT)
-            if current is signal.default_int_handler:
-                previous = signal.signal(signal.SIGINT, self._on_sigint)
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_sigint)
+            sigterm = getattr(signal, "SIGTERM", None)
+            if sigterm is not None and signal.getsignal(sigterm) == signal.SIG_DFL:
+                previous[sigterm] = signal.signal(sigterm, self._on_sigint)
         try:
             yield self
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         if self._depth:

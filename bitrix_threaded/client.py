@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 import warnings
+import weakref
 from operator import itemgetter
 from typing import (
     Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union,
@@ -29,11 +31,12 @@ from .auth import (
     TokenSet,
     Webhook,
 )
-from .batch import MAX_BATCH_SIZE, Command, parse_batch_reply, split_reply
+from .batch import MAX_BATCH_SIZE, Command, parse_batch_reply, prepare_encoded, split_reply
+from .cancel import CancelToken, current_scope
 from .clock import SYSTEM_CLOCK, Clock
 from .driver import drive
 from .encoding import encode_command, normalize
-from .errors import BatchError, InvalidResponse
+from .errors import BatchError, ClientClosed, InvalidResponse
 from .limiter import ConcurrencyGate, LeakyBucket, OperatingWindow
 from .methods import DETECT, list_method
 from .pagination import (
@@ -49,6 +52,7 @@ from .pagination import (
 from .progress import progress_bar
 from .retry import RetryPolicy, is_write_method
 from .runner import Runner
+from .shared_limits import SharedLimits
 from .transport import DEFAULT_MAX_REPLY_BYTES, DEFAULT_TIMEOUT, Timeout, Transport
 from .validation import (
     BitrixWarning,
@@ -126,6 +130,15 @@ class Bitrix:
     someone watches (standard error is a terminal, or a Jupyter notebook);
     ``BITRIX_THREADED_PROGRESS=1`` or ``0`` forces them on or off, and
     ``verbose=False`` turns them off whatever the environment says.
+
+    Several processes or hosts: ``shared_limits`` (a ``redis://`` URL or a
+    ``redis.Redis`` client; default ``$BITRIX_SHARED_LIMITS``; False: never) makes
+    every client on the same Redis and portal share one leaky bucket, one
+    operating window per application and method, and OAuth rotations (needs the
+    ``redis`` extra). ``shared_limits_fallback``: while Redis is unavailable,
+    ``"local"`` limits each process to a quarter of the rate (a number in (0, 1]:
+    that share), ``"raise"`` stops with ``SharedLimitsUnavailable``. ``bucket_key``
+    separates the bucket of hosts with their own public address.
     """
 
     def __init__(
@@ -154,6 +167,9 @@ class Bitrix:
         max_workers: Optional[int] = None,
         retry: Optional[RetryPolicy] = None,
         clock: Clock = SYSTEM_CLOCK,
+        shared_limits: Any = None,
+        shared_limits_fallback: Union[str, float] = "local",
+        bucket_key: Optional[str] = None,
     ):
         expect("verbose", verbose, bool)
         expect("respect_velocity_policy", respect_velocity_policy, bool)
@@ -175,10 +191,23 @@ class Bitrix:
         ssl = check_ssl(ssl)
         expect("retry", retry, Optional[RetryPolicy])
 
+        shared = SharedLimits.resolve(
+            shared_limits, fallback=shared_limits_fallback, bucket_key=bucket_key, clock=clock)
         self.credentials = self._credentials(
             webhook, token_func, client_id, client_secret, refresh_token, access_token,
             oauth_token_url, on_token_refresh,
         )
+        self.shared_limits = shared
+        shared_keys = None
+        if self.shared_limits is not None:
+            shared_keys = self.shared_limits.keyspace(
+                self.credentials.base_url, *_app_identity(self.credentials))
+            if isinstance(self.credentials, OAuthRefresher):
+                # The same credentials, with refreshes coordinated through Redis.
+                self.credentials = self.shared_limits.oauth(
+                    shared_keys, webhook, client_id=client_id, client_secret=client_secret,
+                    refresh_token=refresh_token, access_token=access_token,
+                    token_url=oauth_token_url, on_refresh=on_token_refresh)
         self.verbose = verbose
         self.batch_size = batch_size
         self.respect_velocity_policy = respect_velocity_policy
@@ -193,16 +222,30 @@ class Bitrix:
         # The portal counts a request when it arrives, not when we send it: requests
         # sent apart can arrive together. Keep one request plus 0.1 s of drain free.
         margin = min(request_pool_size - 1.0, 1.0 + 0.1 * float(requests_per_second))
-        self.bucket = LeakyBucket(request_pool_size, float(requests_per_second), clock=clock,
-                                  margin=max(0.0, margin))
-        # The portal frees a method's time one minute-bucket at a time (a tenth of the
-        # window, 60 s of 600 at the standard 480 s limit): without a reset time from
-        # the server, wait about that long before trying the method again.
-        self.window = OperatingWindow(
-            float(operating_time_limit), clock=clock, enabled=respect_velocity_policy,
-            default_block=float(operating_time_limit) / 8,
-            span=None if operating_window is None else float(operating_window),
+        bucket_settings = dict(capacity=request_pool_size, rate=float(requests_per_second),
+                               clock=clock, margin=max(0.0, margin))
+        # A method blocked (429) with no reset time known is held for the whole window:
+        # only then is its time certainly freed. Cost estimates decay as the portal
+        # frees time, one minute-bucket (a tenth of the window) at a time.
+        span = float(operating_window) if operating_window is not None else \
+            float(operating_time_limit) * 1.25
+        self._bars: List[Any] = []
+        self._bars_lock = threading.Lock()  # guards the bars and the waits announced
+        self._announced: Dict[Tuple[str, str], float] = {}
+        window_settings = dict(
+            limit=float(operating_time_limit), clock=clock, enabled=respect_velocity_policy,
+            default_block=span, cost_half_life=span / 10, span=span,
+            on_wait=self._announce_wait,
         )
+        self.bucket: Any
+        self.window: Any
+        if self.shared_limits is None or shared_keys is None:
+            self.bucket = LeakyBucket(**bucket_settings)  # type: ignore[arg-type]
+            self.window = OperatingWindow(**window_settings)  # type: ignore[arg-type]
+        else:
+            del bucket_settings["clock"], window_settings["clock"]
+            self.bucket = self.shared_limits.bucket(shared_keys, **bucket_settings)
+            self.window = self.shared_limits.window(shared_keys, **window_settings)
         self.gate = ConcurrencyGate(workers)
         self._runner = Runner(
             self.transport,
@@ -213,7 +256,10 @@ class Bitrix:
             policy=retry or RetryPolicy(),
             clock=clock,
             max_workers=workers,
+            on_wait=self._announce_wait,
         )
+        # Cancelled by close(): every call's token is a child of it.
+        self._root = CancelToken()
 
     @staticmethod
     def _credentials(
@@ -249,9 +295,72 @@ class Bitrix:
 
     # -- lifecycle -----------------------------------------------------------------------
     def close(self) -> None:
-        """Stop the worker threads and close every HTTP session. Idempotent."""
+        """Stop every call, the worker threads and the HTTP sessions. Idempotent; any thread.
+
+        Calls running in other threads stop promptly: nothing new is sent for them,
+        requests already on the wire finish, and they raise :class:`ClientClosed`
+        (or :class:`BatchError` reporting unsent writes as not executed and those
+        on the wire as ambiguous). Later calls raise :class:`ClientClosed`.
+        """
+        self._root.cancel("the client was closed", closed=True)
         self._runner.close()
         self.transport.close()
+        if self.shared_limits is not None:
+            self.shared_limits.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._root.cancelled
+
+    def _call_token(self) -> CancelToken:
+        """The token of one public call: cancelled by close() or by the calling context's
+        :func:`~bitrix_threaded.cancel.cancel_scope`, read here, at call entry. Detach it
+        when the call ends."""
+        if self._root.cancelled:
+            raise ClientClosed()
+        token = self._root.child()
+        scope = current_scope()
+        if scope is not None:
+            token.follow(scope)
+        return token
+
+    @contextlib.contextmanager
+    def _call(self) -> Iterator[CancelToken]:
+        token = self._call_token()
+        try:
+            yield token
+        finally:
+            token.detach()
+
+    def _announce_wait(self, method: str, reason: str, seconds: float) -> None:
+        """A long wait is visible: an INFO line, and the progress bars say why.
+
+        Many threads wait together (a held method, a slowed bucket): a wait is told
+        once, not again until it is over or a longer one begins.
+        """
+        now = self._runner.clock.monotonic()
+        with self._bars_lock:
+            if now + seconds <= self._announced.get((method, reason), -1.0):
+                return
+            self._announced[(method, reason)] = now + seconds
+            bars = list(self._bars)
+        whole = int(round(seconds))
+        shown = f"{whole // 60:02d}:{whole % 60:02d}"
+        log.info("%s: %s (%s)", method, reason, shown)
+        for bar in bars:
+            bar.set_postfix_str(f"{reason} ({shown})", refresh=True)
+
+    @contextlib.contextmanager
+    def _bar(self, *, total: Optional[int], desc: str, unit: str) -> Iterator[Any]:
+        bar = progress_bar(total, desc, unit)
+        with self._bars_lock:
+            self._bars.append(bar)
+        try:
+            yield bar
+        finally:
+            with self._bars_lock:
+                self._bars.remove(bar)
+            bar.close()
 
     def __enter__(self) -> "Bitrix":
         return self
@@ -305,10 +414,16 @@ class Bitrix:
                 json.dumps(payload)
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"with raw=True, items must be JSON-serializable: {exc}") from None
-            return self._runner.request(name, payload, write=is_write_method(name)).data
+            with self._call() as token:
+                return self._runner.request(
+                    name, payload, write=is_write_method(name), token=token
+                ).data
         if items is None or isinstance(items, Mapping):
             params = check_params(items)
-            reply = self._runner.request(name, normalize(params), write=is_write_method(name))
+            payload = normalize(params)
+            with self._call() as token:
+                reply = self._runner.request(name, payload, write=is_write_method(name),
+                                             token=token)
             if "result" not in reply.data:
                 raise InvalidResponse(
                     "INVALID_RESPONSE", "the reply has no 'result'", status=reply.status,
@@ -318,15 +433,17 @@ class Bitrix:
         listed = _item_sequence(items, "items")
         commands = []
         for i, item in enumerate(listed):
-            commands.append(Command(name, check_params(item, where=f"items[{i}]")))
-            encode_command(name, item)  # bad values raise TypeError here, before any request
+            command = Command(name, check_params(item, where=f"items[{i}]"))
+            command.text  # encoded once, here: bad values raise before any request
+            commands.append(command)
         results = self._run(commands, desc=name)
         return tuple(results[i] for i in range(len(commands)))
 
     def _run(self, commands: Sequence[Command], *, desc: str, unit: str = "item") -> Dict[int, Any]:
-        with self._progress(len(commands), desc, unit) as advance:
+        with self._call() as token, self._progress(len(commands), desc, unit) as advance:
             results, failures = self._runner.run_commands(
-                commands, batch_size=self.batch_size, progress=advance
+                commands, batch_size=self.batch_size, progress=advance, token=token,
+                method=desc,
             )
         if failures:
             raise BatchError(failures, results, total=len(commands), method=desc)
@@ -337,11 +454,8 @@ class Bitrix:
         if not self.verbose or total <= 1:
             yield lambda n: None
             return
-        bar = progress_bar(total, desc, unit)
-        try:
-            yield bar.update
-        finally:
-            bar.close()
+        with self._bar(total=total, desc=desc, unit=unit) as bar:
+            yield lambda n: _advance(bar, n)
 
     def call_batch(self, params: Mapping[str, Any]) -> Dict[str, Any]:
         """Send one ``batch`` request as given: ``{"halt": 0, "cmd": {label: "method?query"}}``.
@@ -378,17 +492,11 @@ class Bitrix:
                 raise TypeError(
                     f"call_batch: cmd[{label!r}] must be 'method?query' or (method, params)"
                 )
-        labels = {label: text.split("?", 1)[0].lower() for label, text in encoded.items()}
-        counts: Dict[str, int] = {}
-        for m in labels.values():
-            counts[m] = counts.get(m, 0) + 1
-        payload = {"halt": 1 if halt else 0, "cmd": encoded}
-        reply = self._runner.request(
-            "batch", payload, write=any(is_write_method(m) for m in labels.values()),
-            commands=counts, labels=labels,
-        )
+        batch = prepare_encoded(encoded, halt=bool(halt))
+        with self._call() as token:
+            reply = self._runner.send_batch(batch, token)
         order = list(encoded)
-        chunk = [(i, Command(labels[name])) for i, name in enumerate(order)]
+        chunk = [(i, Command(batch.labels[name])) for i, name in enumerate(order)]
         results, failures = split_reply(parse_batch_reply(reply.data), chunk,
                                         label=order.__getitem__)
         by_label = {order[i]: value for i, value in sorted(results.items())}
@@ -456,16 +564,18 @@ class Bitrix:
         """
         pager = self._pager(method, params, strategy, ids, parallel=self._runner.max_workers)
         pairs: List[Tuple[Any, Any]] = []
-        try:
-            for chunk in self._pages(pager, max_in_flight=self._runner.max_workers):
-                pairs.extend(chunk)
-        except NotAList as reply:
-            warnings.warn(f"{reply.method} is not a list method: get_all() returns its "
-                          "result unchanged (use call() for single calls)",
-                          BitrixWarning, stacklevel=2)
-            # Returned unchanged, as fast_bitrix24 does; typed as the usual list so
-            # callers of list methods need no narrowing.
-            return cast(List[Any], reply.result)
+        with self._call() as token:
+            try:
+                for chunk in self._pages(pager, max_in_flight=self._runner.max_workers,
+                                         token=token):
+                    pairs.extend(chunk)
+            except NotAList as reply:
+                warnings.warn(f"{reply.method} is not a list method: get_all() returns its "
+                              "result unchanged (use call() for single calls)",
+                              BitrixWarning, stacklevel=2)
+                # Returned unchanged, as fast_bitrix24 does; typed as the usual list so
+                # callers of list methods need no narrowing.
+                return cast(List[Any], reply.result)
         return _by_key(pairs)
 
     def iter_all(
@@ -488,11 +598,18 @@ class Bitrix:
         if limit < 1:
             raise ValueError("max_in_flight must be >= 1")
         pager = self._pager(method, params, strategy, ids, parallel=limit)
-        return self._iter_records(pager, limit)
+        # The token (and the scope it follows) is taken now, at creation, not at the
+        # first next(): a generator runs in whatever context consumes it. An iterator
+        # dropped unstarted never runs its finally: let it go when it is collected.
+        token = self._call_token()
+        records = self._iter_records(pager, limit, token)
+        weakref.finalize(records, token.detach)
+        return records
 
-    def _iter_records(self, pager: Strategy, limit: int) -> Iterator[Any]:
+    def _iter_records(self, pager: Strategy, limit: int,
+                      token: CancelToken) -> Iterator[Any]:
         try:
-            for chunk in self._pages(pager, max_in_flight=limit):
+            for chunk in self._pages(pager, max_in_flight=limit, token=token):
                 for _, record in chunk:
                     yield record
         except NotAList as reply:
@@ -500,22 +617,25 @@ class Bitrix:
                 "INVALID_RESPONSE", f"{reply.method} is not a list method: its result is "
                 "no page of records (use call() for it)", method=reply.method,
             ) from None
+        finally:
+            token.detach()
 
-    def _pages(self, pager: Strategy, *, max_in_flight: int) -> Iterator[List[Tuple[Any, Any]]]:
-        bar = None
-        if self.verbose:
-            bar = progress_bar(pager.total, pager.method.name, "rec")
-        try:
-            for chunk in drive(self._runner, pager, max_in_flight=max_in_flight):
+    def _pages(self, pager: Strategy, *, max_in_flight: int,
+               token: CancelToken) -> Iterator[List[Tuple[Any, Any]]]:
+        pager.retry_policy = self._runner.policy
+        with contextlib.ExitStack() as stack:
+            bar = None
+            if self.verbose:
+                bar = stack.enter_context(
+                    self._bar(total=pager.total, desc=pager.method.name, unit="rec"))
+            for chunk in drive(self._runner, pager, max_in_flight=max_in_flight,
+                               token=token):
                 if bar is not None:
                     if pager.total is not None and bar.total != pager.total:
                         bar.total = pager.total
                         bar.refresh()
-                    bar.update(len(chunk))
+                    _advance(bar, len(chunk))
                 yield chunk
-        finally:
-            if bar is not None:
-                bar.close()
 
     def _pager(
         self,
@@ -603,11 +723,35 @@ class Bitrix:
 
     def stats(self) -> Dict[str, Any]:
         """The limiter's view: bucket rate, concurrency, per-method operating budgets."""
-        return {
+        stats = {
             "requests_per_second": self.bucket.current_rate,
             "concurrency": self.gate.effective_limit,
             "operating": self.window.snapshot(),
         }
+        if self.shared_limits is not None:
+            stats["shared_limits"] = {
+                "redis_up": self.shared_limits.link.up,
+                "round_trips": self.shared_limits.round_trips,
+                "outages": self.shared_limits.link.outages,
+            }
+        return stats
+
+
+def _app_identity(credentials: Credentials) -> Tuple[str, ...]:
+    """What names the application whose operating time the portal counts; only its
+    hash reaches Redis."""
+    if isinstance(credentials, Webhook):
+        return ("webhook", str(credentials.user_id), *credentials.secrets())
+    if isinstance(credentials, OAuthRefresher):
+        return ("oauth", credentials.client_id)
+    return ("token", type(credentials).__name__)
+
+
+def _advance(bar: Any, n: int) -> None:
+    """Count ``n`` more; records flowing again clear a waiting notice."""
+    if getattr(bar, "postfix", None):
+        bar.set_postfix_str("", refresh=False)
+    bar.update(n)
 
 
 __all__: Tuple[str, ...] = ("Bitrix",)

@@ -9,9 +9,12 @@ import abc
 import math
 import threading
 import time as _time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Optional
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "ManualClock", "SystemClock"]
+if TYPE_CHECKING:  # pragma: no cover
+    from .cancel import CancelToken
+
+__all__ = ["SYSTEM_CLOCK", "Clock", "ManualClock", "SystemClock", "wait_on"]
 
 
 def _check_seconds(seconds: float, what: str) -> float:
@@ -40,6 +43,32 @@ class Clock(abc.ABC):
     def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` (>= 0); raises ``ValueError`` for a negative or non-finite value."""
 
+    def wait(self, seconds: float, token: Optional["CancelToken"] = None) -> bool:
+        """Wait ``seconds``, or less if ``token`` is cancelled; True when it is cancelled.
+
+        Every wait of the engine goes through here, so a cancelled call stops
+        waiting at once. Without a token this is :meth:`sleep`. The default
+        polls the token in short sleeps; clocks override it to wait on it.
+        """
+        seconds = _check_seconds(seconds, "wait")
+        if token is None:
+            self.sleep(seconds)
+            return False
+        remaining = seconds
+        while remaining > 0 and not token.cancelled:
+            step = min(remaining, 0.05)
+            self.sleep(step)
+            remaining -= step
+        return token.cancelled
+
+
+def wait_on(clock: object, seconds: float, token: Optional["CancelToken"] = None) -> bool:
+    """``clock.wait(seconds, token)``, also for duck-typed clocks that only have ``sleep``."""
+    wait = getattr(clock, "wait", None)
+    if callable(wait):
+        return bool(wait(seconds, token))
+    return Clock.wait(clock, seconds, token)  # type: ignore[arg-type]
+
 
 class SystemClock(Clock):
     """The real clock: :func:`time.monotonic`, :func:`time.time`, :func:`time.sleep`."""
@@ -55,6 +84,16 @@ class SystemClock(Clock):
         if seconds > 0:
             _time.sleep(seconds)
 
+    def wait(self, seconds: float, token: Optional["CancelToken"] = None) -> bool:
+        seconds = _check_seconds(seconds, "wait")
+        if token is None:
+            if seconds > 0:
+                _time.sleep(seconds)
+            return False
+        if seconds <= 0:
+            return token.cancelled
+        return token.wait(seconds)
+
     def __repr__(self) -> str:
         return "SystemClock()"
 
@@ -67,6 +106,9 @@ class ManualClock(Clock):
 
     ``sleep(s)`` advances monotonic and wall time together by ``s`` and
     returns at once; every requested sleep is appended to :attr:`sleeps`.
+    ``wait(s, token)`` returns True at once when ``token`` is cancelled, else
+    sleeps as above (the ``on_sleep`` hook may cancel it) and reports whether
+    the token is cancelled now.
     ``on_sleep``, if given, is called with the seconds after each sleep
     (outside the lock), so a test can make things happen "during" a wait.
     Monotonic time starts at ``monotonic_start``, deliberately unlike the
@@ -114,6 +156,13 @@ class ManualClock(Clock):
         # Lets other threads sharing this clock run, so a polling loop in
         # one thread cannot starve the thread it is waiting for.
         _time.sleep(0)
+
+    def wait(self, seconds: float, token: Optional["CancelToken"] = None) -> bool:
+        seconds = _check_seconds(seconds, "wait")
+        if token is not None and token.cancelled:
+            return True
+        self.sleep(seconds)
+        return token is not None and token.cancelled
 
     def advance(self, seconds: float) -> None:
         """Move monotonic and wall time forward by ``seconds`` (not logged as a sleep)."""

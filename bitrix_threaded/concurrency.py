@@ -4,7 +4,10 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .cancel import CancelToken
 
 __all__ = ["ConcurrencyGate"]
 
@@ -83,23 +86,44 @@ class ConcurrencyGate:
     def _effective(self) -> int:
         return min(self._limit, self._adaptive, *self._caps)
 
-    def acquire(self, timeout: float | None = None) -> bool:
+    def acquire(self, timeout: float | None = None, token: CancelToken | None = None) -> bool:
         """Take a slot, waiting while ``effective_limit`` are held.
 
         ``timeout`` is in real seconds (``None`` waits forever); returns False
-        if it expired.
+        if it expired, or if ``token`` is (or gets) cancelled first: then no
+        slot is taken.
         """
         if timeout is not None:
             if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
                 raise TypeError(f"timeout must be a number, got {type(timeout).__name__}")
             if not math.isfinite(timeout) or timeout < 0:
                 raise ValueError(f"timeout must be a finite number >= 0, got {timeout!r}")
+        if token is None:
+            with self._cond:
+                if not self._cond.wait_for(lambda: self._active < self._effective(), timeout):
+                    return False
+                return self._take()
+        unregister = token.on_cancel(self._wake_all)
+        try:
+            with self._cond:
+                ready = self._cond.wait_for(
+                    lambda: token.cancelled or self._active < self._effective(), timeout)
+                if not ready or token.cancelled:
+                    # A release may have woken this waiter: pass the wake-up on.
+                    self._cond.notify()
+                    return False
+                return self._take()
+        finally:
+            unregister()
+
+    def _take(self) -> bool:
+        self._active += 1
+        self._admitted.cuts = self._cuts
+        return True
+
+    def _wake_all(self) -> None:
         with self._cond:
-            if not self._cond.wait_for(lambda: self._active < self._effective(), timeout):
-                return False
-            self._active += 1
-            self._admitted.cuts = self._cuts
-            return True
+            self._cond.notify_all()
 
     def release(self) -> None:
         """Give a slot back."""

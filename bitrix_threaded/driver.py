@@ -10,31 +10,54 @@ from __future__ import annotations
 
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from typing import Any, Deque, Dict, Iterator, List, Tuple
+from typing import Any, Deque, Dict, Iterator, List, Optional, Tuple
 
+from .cancel import CancelToken
 from .pagination import Outcome, Plan, Strategy
 from .runner import Runner
 
 
 def drive(
-    runner: Runner, strategy: Strategy, *, max_in_flight: int
+    runner: Runner, strategy: Strategy, *, max_in_flight: int,
+    token: Optional[CancelToken] = None,
 ) -> Iterator[List[Tuple[Any, Any]]]:
     """Yield lists of ``(sort_key, record)`` pairs until the strategy has no plans left.
 
     A batch request that fails after its retries raises its error; a page failure the
-    strategy cannot recover from raises too. Closing the generator early cancels the
-    plans not yet started.
+    strategy cannot recover from raises too. A plan that retries pages waits its
+    retry state's delay (on the token) before it is sent.
+
+    Stopping: when ``token`` is cancelled nothing more is sent, queued plans are
+    dropped and the token's error (``Cancelled``/``ClientClosed``) is raised at once
+    (reads only: nothing on the wire needs reporting). A KeyboardInterrupt in the
+    consuming thread, or closing the generator early, cancels the token the same way.
     """
+    token = token or CancelToken()
     queue: Deque[Plan] = deque(strategy.initial())
-    running: Dict[Future[Any], Plan] = {}
+    running: Dict[Future, Plan] = {}
+    stop: Future = Future()
+
+    def wake() -> None:
+        try:
+            stop.set_result(None)
+        except Exception:  # already woken
+            pass
+
+    unregister = token.on_cancel(wake)
+    finished = False
     try:
         while queue or running:
+            token.raise_if_cancelled(strategy.method.name)
             while queue and len(running) < max_in_flight:
                 plan = queue.popleft()
                 chunk = list(enumerate(plan.commands))
-                running[runner.submit(runner.run_batch, chunk)] = plan
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                delay = plan.retry.delay if plan.retry is not None else 0.0
+                running[runner.submit(runner.run_batch, chunk, token=token,
+                                      delay=delay)] = plan
+            done, _ = wait(list(running) + [stop], return_when=FIRST_COMPLETED)
             for future in done:
+                if future is stop:
+                    continue
                 plan = running.pop(future)
                 outcome = future.result()
                 if outcome.request_failed:
@@ -45,7 +68,13 @@ def drive(
                 queue.extend(step.plans)
                 if step.records:
                     yield step.records
+        token.raise_if_cancelled(strategy.method.name)
         strategy.finish()
+        finished = True
     finally:
+        unregister()
+        if not finished:
+            # An error, an interrupt or an early close: nothing more goes out for it.
+            token.cancel("stopped")
         for future in running:
             future.cancel()

@@ -298,20 +298,24 @@ class Cancelled(BitrixError):
 
     Commands that never left the process were not executed; those on the wire
     when it stopped may have been (see :class:`BatchError`, which reports both
-    when a multi-command call is stopped part-way).
+    when a multi-command call is stopped part-way). As a command's error,
+    ``executed`` says which: ``False`` never sent, ``None`` on the wire.
     """
 
     def __init__(self, description: str = "the call was cancelled", *,
-                 method: str | None = None, code: str = "CANCELLED") -> None:
+                 method: str | None = None, code: str = "CANCELLED",
+                 executed: bool | None = False) -> None:
         super().__init__(code, description, method=method)
+        self.executed = executed
 
 
 class ClientClosed(Cancelled):
     """The client was closed: it sends nothing more and refuses new calls."""
 
     def __init__(self, description: str = "the client is closed", *,
-                 method: str | None = None, code: str = "CLIENT_CLOSED") -> None:
-        super().__init__(description, method=method, code=code)
+                 method: str | None = None, code: str = "CLIENT_CLOSED",
+                 executed: bool | None = False) -> None:
+        super().__init__(description, method=method, code=code, executed=executed)
 
 
 @dataclass(frozen=True)
@@ -342,7 +346,7 @@ class CommandFailure:
     @property
     def executed(self) -> bool | None:
         error = self.error
-        if isinstance(error, TransportError):
+        if isinstance(error, (TransportError, Cancelled)):
             return error.executed
         if isinstance(error, InvalidResponse):
             return None
@@ -362,7 +366,10 @@ class BatchError(BitrixError):
     ``failures`` are in input order; ``results`` maps the input position of
     every successful command to its result; ``total`` is the number of
     commands in the call; ``ambiguous`` lists failures whose writes may or
-    may not have happened (``executed is None``).
+    may not have happened (``executed is None``), ``not_executed`` those that
+    certainly changed nothing (``executed is False``: safe to send again). A
+    call stopped part-way (``close()``, a cancelled scope, Ctrl-C) reports its
+    unsent commands as not executed and those on the wire as ambiguous.
     """
 
     def __init__(
@@ -385,6 +392,10 @@ class BatchError(BitrixError):
     @property
     def ambiguous(self) -> tuple[CommandFailure, ...]:
         return tuple(f for f in self.failures if f.executed is None)
+
+    @property
+    def not_executed(self) -> tuple[CommandFailure, ...]:
+        return tuple(f for f in self.failures if f.executed is False)
 
 
 def _summary(failures: Sequence[CommandFailure], total: int) -> str:

@@ -39,22 +39,12 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .batch import Command, command_label
-from .errors import (
-    BitrixError,
-    CommandFailure,
-    InvalidResponse,
-    OperationTimeLimit,
-    OverloadLimit,
-    QueryLimitExceeded,
-    ServerError,
-    TransportError,
-)
+from .errors import BitrixError, CommandFailure, InvalidResponse
 from .methods import DETECT, ListMethod, named_like_a_list
+from .retry import RetryPolicy, RetryState
 from .validation import BitrixWarning
 
 PAGE = 50
-#: Attempts for a page that failed inside a batch for a transient reason.
-PAGE_ATTEMPTS = 30
 #: The fewest pages an ID-range batch is cut to when spreading an export out: below
 #: this the pages wasted past the end of each range cost more than the time saved.
 MIN_PAGES = 20
@@ -64,11 +54,16 @@ SHORT_CHAIN = 5
 
 @dataclass(frozen=True)
 class Plan:
-    """One batch request: commands labelled ``command_label(position)``."""
+    """One batch request: commands labelled ``command_label(position)``.
+
+    ``retry``: for a plan that asks again for failed pages, their retry state (the
+    driver waits its ``delay`` before sending); ``attempt`` counts such retries.
+    """
 
     commands: Tuple[Command, ...]
     tag: Any = None
     attempt: int = 0
+    retry: Optional[RetryState] = None
 
 
 @dataclass
@@ -84,16 +79,6 @@ class Outcome:
 class Step:
     records: List[Tuple[Any, Any]] = field(default_factory=list)
     plans: List[Plan] = field(default_factory=list)
-
-
-def _transient(failure: CommandFailure) -> bool:
-    """Safe to ask again: the page was not produced for a passing reason."""
-    err = failure.error
-    if isinstance(err, TransportError) and not err.retryable:
-        return False
-    return failure.code == "NOT_EXECUTED" or isinstance(
-        err, (OperationTimeLimit, QueryLimitExceeded, OverloadLimit, ServerError, TransportError)
-    )
 
 
 def _raise(failure: CommandFailure) -> None:
@@ -200,6 +185,16 @@ class Strategy(abc.ABC):
         #: Records expected, when known (for progress bars); may change as pages arrive.
         self.total: Optional[int] = None
         self.emitted = 0
+        #: Bounds page retries, as it bounds requests and batched commands (the client
+        #: sets its own).
+        self.retry_policy = RetryPolicy()
+
+    def _again(self, plan: Plan, failure: CommandFailure) -> Optional[RetryState]:
+        """The retry state for asking again for a failed page of ``plan``; None when the
+        failure is not transient or the policy's budget for it is spent."""
+        state = plan.retry or RetryState(self.retry_policy)
+        state = state.increment(failure.error, write=False)
+        return state if state.retry else None
 
     @property
     def user_filter(self) -> Dict[str, Any]:
@@ -339,11 +334,14 @@ class OffsetPages(Strategy):
     def consume(self, plan: Plan, outcome: Outcome) -> Step:
         step = Step()
         retry: List[Tuple[int, Command]] = []
+        again: Optional[RetryState] = None
         for position, command in enumerate(plan.commands):
             offset = command.params["start"]
             if position not in outcome.results:
                 failure = next(f for f in outcome.failures if f.index == position)
-                if _transient(failure) and plan.attempt < PAGE_ATTEMPTS:
+                state = self._again(plan, failure)
+                if state is not None:
+                    again = state
                     retry.append((offset, command))
                     continue
                 _raise(failure)
@@ -385,7 +383,7 @@ class OffsetPages(Strategy):
                 self._held = []
         if retry:
             step.plans.append(Plan(tuple(c for _, c in retry), tag=plan.tag,
-                                   attempt=plan.attempt + 1))
+                                   attempt=plan.attempt + 1, retry=again))
         self.emitted += len(step.records)
         return step
 
@@ -549,7 +547,8 @@ class IdRanges(Strategy):
             bounds = [lo + round((hi - lo) * k / pieces) for k in range(pieces + 1)]
         return [(self._new_range(a, b), 1, True) for a, b in zip(bounds, bounds[1:]) if b > a]
 
-    def _pack(self, work: List[Tuple[int, int, bool]], attempt: int) -> List[Plan]:
+    def _pack(self, work: List[Tuple[int, int, bool]], attempt: int,
+              retry: Optional[RetryState] = None) -> List[Plan]:
         """Plans for ``work``: long chains alone (they run side by side), short pieces
         (counted pages, chain ends) packed together up to the batch size."""
         bins: List[List[Tuple[int, int, bool]]] = []
@@ -568,9 +567,10 @@ class IdRanges(Strategy):
             else:
                 bins.append([piece])
                 sizes.append(n)
-        return [self._plan(pieces, attempt) for pieces in bins]
+        return [self._plan(pieces, attempt, retry) for pieces in bins]
 
-    def _plan(self, pieces: List[Tuple[int, int, bool]], attempt: int) -> Plan:
+    def _plan(self, pieces: List[Tuple[int, int, bool]], attempt: int,
+              retry: Optional[RetryState] = None) -> Plan:
         commands: List[Command] = []
         segments: List[_Segment] = []
         for rid, n, counted in pieces:
@@ -583,7 +583,8 @@ class IdRanges(Strategy):
                 start = 0 if counted and j == 0 else -1
                 commands.append(self._command(filter_, start, self._asc))
             segments.append((rid, first, n, counted))
-        return Plan(tuple(commands), tag=("ranges", tuple(segments)), attempt=attempt)
+        return Plan(tuple(commands), tag=("ranges", tuple(segments)), attempt=attempt,
+                    retry=retry)
 
     # -- consuming ------------------------------------------------------------------
     def consume(self, plan: Plan, outcome: Outcome) -> Step:
@@ -594,8 +595,10 @@ class IdRanges(Strategy):
     def _consume_probe(self, plan: Plan, outcome: Outcome) -> Step:
         step = Step()
         for failure in outcome.failures:
-            if _transient(failure) and plan.attempt < PAGE_ATTEMPTS:
-                step.plans.append(Plan(plan.commands, tag="probe", attempt=plan.attempt + 1))
+            state = self._again(plan, failure)
+            if state is not None:
+                step.plans.append(Plan(plan.commands, tag="probe", attempt=plan.attempt + 1,
+                                       retry=state))
                 return step
             _raise(failure)
         page = self.method.records(outcome.results.get(0), "start=0")
@@ -640,6 +643,7 @@ class IdRanges(Strategy):
         failed = {f.index: f for f in outcome.failures}
         work: List[Tuple[int, int, bool]] = []
         stalled: List[int] = []
+        again: Optional[RetryState] = None
         records = step.records
         for rid, first, n, counted in plan.tag[1]:
             rng = self._ranges[rid]
@@ -648,7 +652,9 @@ class IdRanges(Strategy):
             for position in range(first, first + n):
                 if position in failed:
                     failure = failed[position]
-                    if _transient(failure) and plan.attempt < PAGE_ATTEMPTS:
+                    state = self._again(plan, failure)
+                    if state is not None:
+                        again = state
                         stalled.append(rid)
                         break
                     _raise(failure)
@@ -687,7 +693,7 @@ class IdRanges(Strategy):
         step.plans.extend(self._pack(work, 0))
         if stalled:
             retry = [piece for rid in stalled for piece in self._work(rid)]
-            step.plans.extend(self._pack(retry, plan.attempt + 1))
+            step.plans.extend(self._pack(retry, plan.attempt + 1, again))
         return step
 
 
@@ -738,11 +744,14 @@ class IdList(Strategy):
     def consume(self, plan: Plan, outcome: Outcome) -> Step:
         step = Step()
         retry = []
+        again: Optional[RetryState] = None
         wanted, found, key = self._wanted, self.found, self.method.record_id
         for position, command in enumerate(plan.commands):
             if position not in outcome.results:
                 failure = next(f for f in outcome.failures if f.index == position)
-                if _transient(failure) and plan.attempt < PAGE_ATTEMPTS:
+                state = self._again(plan, failure)
+                if state is not None:
+                    again = state
                     retry.append(command)
                     continue
                 _raise(failure)
@@ -761,7 +770,8 @@ class IdList(Strategy):
                     found.add(rid)
                     step.records.append((rid, record))
         if retry:
-            step.plans.append(Plan(tuple(retry), tag=plan.tag, attempt=plan.attempt + 1))
+            step.plans.append(Plan(tuple(retry), tag=plan.tag, attempt=plan.attempt + 1,
+                                   retry=again))
         self.emitted += len(step.records)
         return step
 

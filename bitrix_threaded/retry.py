@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from .errors import (
     AuthError,
     BitrixError,
+    Cancelled,
     InvalidResponse,
     OperationTimeLimit,
     OverloadLimit,
@@ -24,7 +25,8 @@ from .errors import (
     TransportError,
 )
 
-__all__ = ["READ_SEGMENTS", "RetryDecision", "RetryPolicy", "is_write_method", "jittered"]
+__all__ = ["READ_SEGMENTS", "RetryDecision", "RetryPolicy", "RetryState", "is_write_method",
+           "jittered"]
 
 READ_SEGMENTS = frozenset({
     "access", "count", "current", "fields", "get", "getfields", "getlist", "info", "list",
@@ -101,6 +103,9 @@ class RetryPolicy:
     attempt`` capped at ``backoff_max``, its last ``jitter`` fraction
     randomised. ``retry_transport_errors=False`` never retries a failure
     without a reply. Invalid values raise ``TypeError``/``ValueError``.
+
+    The same budgets bound a whole request, each command inside a batch and
+    each list page: all of them advance a :class:`RetryState`.
     """
 
     max_attempts: int = 6
@@ -205,3 +210,68 @@ class RetryPolicy:
             return _give_up(f"{why}; {self.limit_attempts} limit retries used up")
         return RetryDecision(True, delay,
                              f"{why}; limit retry {limit_attempt + 1} of {self.limit_attempts}")
+
+
+@dataclass(frozen=True)
+class RetryState:
+    """Where one unit of work stands in its retry budget; an immutable value.
+
+    The one retry state of the engine: a request, a command inside a batch and a
+    list page each start from ``RetryState(policy)`` and, after each failure, go
+    on with ``state = state.increment(error, write=...)`` (as urllib3's
+    ``Retry.increment`` does). The new state counts the failure against the
+    ordinary budget (``policy.max_attempts`` tries) or, for
+    QUERY_LIMIT_EXCEEDED / OPERATION_TIME_LIMIT, the limit budget
+    (``policy.limit_attempts`` retries), and carries the decision: ``retry``,
+    ``delay`` (seconds to wait first) and ``reason``. A command the portal
+    dropped unrun (``NOT_EXECUTED``) is asked again at once, within the
+    ordinary budget; a cancelled call is never retried.
+
+    So ``RetryPolicy(max_attempts=..., limit_attempts=...)`` bounds every
+    kind of retry the same way. Thread-safe (immutable).
+    """
+
+    policy: RetryPolicy = RetryPolicy()
+    attempts: int = 0
+    limit_attempts: int = 0
+    decision: RetryDecision | None = None
+
+    @property
+    def retry(self) -> bool:
+        """True when the last failure may be retried (False before any failure)."""
+        return self.decision is not None and self.decision.retry
+
+    @property
+    def delay(self) -> float:
+        """Seconds to wait before the retry (0.0 before any failure)."""
+        return 0.0 if self.decision is None else self.decision.delay
+
+    @property
+    def reason(self) -> str:
+        return "" if self.decision is None else self.decision.reason
+
+    def increment(self, error: BitrixError, *, write: bool,
+                  rng: random.Random | None = None) -> "RetryState":
+        """The state after ``error``; see :attr:`retry`, :attr:`delay`, :attr:`reason`."""
+        if not isinstance(error, BitrixError):
+            raise TypeError(f"error must be a BitrixError, got {type(error).__name__}")
+        policy = self.policy
+        if isinstance(error, Cancelled):
+            decision = _give_up(f"{error.code}: the call was stopped")
+        elif error.code == "NOT_EXECUTED":
+            tries = self.attempts + 1
+            if tries >= policy.max_attempts:
+                decision = _give_up(f"not executed; giving up after {tries} of "
+                                    f"{policy.max_attempts} tries")
+            else:
+                decision = RetryDecision(True, 0.0, f"not executed; try {tries + 1} of "
+                                         f"{policy.max_attempts}")
+        else:
+            decision = policy.decide(error, attempt=self.attempts,
+                                     limit_attempt=self.limit_attempts, write=write, rng=rng)
+        attempts, limit_attempts = self.attempts, self.limit_attempts
+        if isinstance(error, (QueryLimitExceeded, OperationTimeLimit)):
+            limit_attempts += 1
+        else:
+            attempts += 1
+        return RetryState(policy, attempts, limit_attempts, decision)

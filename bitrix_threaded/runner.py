@@ -1,17 +1,24 @@
 """The request engine: limiter gating, retries, token renewal, batches on a thread pool.
 
-Two entry points:
+Three entry points:
 
 * :meth:`Runner.request` sends one HTTP request (a plain call or a ``batch``) and retries
-  it as the :class:`~bitrix_threaded.retry.RetryPolicy` allows. Before every send it
+  it as its :class:`~bitrix_threaded.retry.RetryState` allows. Before every send it
   takes, in order: the method's operating-time budget (:class:`OperatingWindow`), a slot
   of the concurrency gate, then a token of the leaky bucket; after the reply it feeds the
   server's ``time`` blocks back into the operating window - the top-level one for plain
   calls, ``result.result_time[label]`` for each command of a batch.
+* :meth:`Runner.send_batch` sends one prepared :class:`~bitrix_threaded.batch.BatchRequest`
+  and holds back every method a command was blocked for (``OPERATION_TIME_LIMIT`` inside
+  the batch). ``run_batch`` (pagination, lists of commands) and ``Bitrix.call_batch``
+  both go through it, so every batch is paced and held the same way.
 * :meth:`Runner.run_commands` packs commands into batches, runs them on the thread pool,
   maps every result back to its input position and retries, command by command, those
-  that failed for a reason that is safe to retry (e.g. ``OPERATION_TIME_LIMIT`` inside a
-  batch: the command was not executed).
+  that failed for a reason that is safe to retry.
+
+Cancellation: every entry point takes a :class:`~bitrix_threaded.cancel.CancelToken`. It
+is checked before each send, booking and retry, and every wait (limiter, backoff) waits
+on it. Once it is set nothing new is sent; requests on the wire finish.
 
 Thread safety: one Runner serves every thread of a :class:`~bitrix_threaded.Bitrix`.
 Pool workers only send requests; they never wait for other pool tasks. A
@@ -21,30 +28,57 @@ runs its batches inline instead of queueing them, so nesting cannot deadlock.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
-from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .auth import Credentials
-from .batch import Command, batch_payload, command_label, pack, parse_batch_reply, split_reply
-from .clock import Clock
+from .batch import (
+    BatchRequest,
+    Command,
+    command_label,
+    pack,
+    parse_batch_reply,
+    prepare,
+    split_reply,
+    start_time,
+    time_numbers,
+)
+from .cancel import CancelToken
+from .clock import Clock, wait_on
 from .errors import (
+    BatchError,
     BitrixError,
+    Cancelled,
+    ClientClosed,
     CommandFailure,
     ExpiredToken,
     OperationTimeLimit,
     QueryLimitExceeded,
 )
-from .limiter import ConcurrencyGate, LeakyBucket, OperatingWindow, cost_class
-from .retry import RetryPolicy, is_write_method
+from .limiter import ConcurrencyGate, LeakyBucket, OperatingWindow
+from .paging import cost_class
+from .retry import RetryPolicy, RetryState, is_write_method
 from .transport import Payload, Reply, Transport
 
 log = logging.getLogger("bitrix_threaded")
 
 Progress = Callable[[int], None]
+#: ``on_wait(method, reason, seconds)``: told of long waits (see OperatingWindow).
+WaitListener = Callable[[str, str, float], None]
+
+#: Seconds a stopped call waits for its requests already on the wire before it reports
+#: them as ambiguous: long enough for a normal reply, short enough to stop promptly.
+STOP_GRACE = 1.0
+#: A wait for the leaky bucket this long or longer is announced.
+VISIBLE_BUCKET_WAIT = 3.0
+BUCKET_WAIT = "waiting for the request-rate limit"
+
+_NEVER_CANCELLED = CancelToken()
+_POOLS = itertools.count(1)
 
 
 @dataclass
@@ -55,35 +89,6 @@ class BatchOutcome:
     failures: List[CommandFailure]
     totals: Dict[int, int] = field(default_factory=dict)
     request_failed: bool = False
-
-
-TimeNumbers = Tuple[Optional[float], Optional[float], Optional[float], Optional[float]]
-
-
-def _time_numbers(block: Any) -> TimeNumbers:
-    """(operating, reset_in, finish, processing) from a ``time`` block, None when absent."""
-    if not isinstance(block, Mapping):
-        return None, None, None, None
-
-    def num(key: str) -> Optional[float]:
-        value = block.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return None
-        return float(value)
-
-    operating, reset_at, finish = num("operating"), num("operating_reset_at"), num("finish")
-    reset_in = None
-    if reset_at is not None and finish is not None:
-        reset_in = max(0.0, reset_at - finish)
-    return operating, reset_in, finish, num("processing")
-
-
-def _start_time(block: Any) -> Optional[float]:
-    """A ``time`` block's ``start`` (server seconds), None when absent."""
-    value = block.get("start") if isinstance(block, Mapping) else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
 
 
 class Runner:
@@ -100,6 +105,7 @@ class Runner:
         policy: RetryPolicy,
         clock: Clock,
         max_workers: int,
+        on_wait: Optional[WaitListener] = None,
     ):
         self.transport = transport
         self.credentials = credentials
@@ -109,20 +115,24 @@ class Runner:
         self.policy = policy
         self.clock = clock
         self.max_workers = max_workers
+        self.on_wait = on_wait
+        self.stop_grace = STOP_GRACE
         self._executor: Optional[ThreadPoolExecutor] = None
         self._executor_lock = threading.Lock()
         self._local = threading.local()
         self._closed = False
+        # Threads named after this runner's pool, so close() can find them all.
+        self._thread_prefix = f"bitrix_threaded-{next(_POOLS)}"
 
     # -- pool ---------------------------------------------------------------------------
     def _pool(self) -> ThreadPoolExecutor:
         with self._executor_lock:
             if self._closed:
-                raise RuntimeError("the client is closed")
+                raise ClientClosed()
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(
                     max_workers=self.max_workers,
-                    thread_name_prefix="bitrix_threaded",
+                    thread_name_prefix=self._thread_prefix,
                     initializer=self._mark_worker,
                 )
             return self._executor
@@ -134,23 +144,37 @@ class Runner:
     def in_worker(self) -> bool:
         return getattr(self._local, "worker", False)
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        """Run ``fn(*args)`` on the pool, or inline (as a done future) inside a worker."""
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+        """Run ``fn(*args, **kwargs)`` on the pool, or inline (as a done future) inside a
+        worker."""
         if self.in_worker:
-            future: Future[Any] = Future()
+            future: Future = Future()
             try:
-                future.set_result(fn(*args))
+                future.set_result(fn(*args, **kwargs))
             except BaseException as exc:  # delivered through the future, like the pool does
                 future.set_exception(exc)
             return future
-        return self._pool().submit(fn, *args)
+        return self._pool().submit(fn, *args, **kwargs)
 
     def close(self) -> None:
+        """Refuse new work, drop queued tasks and wait for the running ones (which stop
+        sending once their calls' tokens are cancelled). From a pool worker it does not
+        wait (a worker cannot wait for itself)."""
         with self._executor_lock:
             self._closed = True
             executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+        if executor is None:
+            return
+        executor.shutdown(wait=not self.in_worker, cancel_futures=True)
+        if self.in_worker:
+            return
+        # A KeyboardInterrupt can land inside submit() after a worker started but
+        # before the pool recorded it; that idle worker ends on the pool's shutdown
+        # too, so wait for it as well.
+        prefix = self._thread_prefix + "_"
+        for thread in threading.enumerate():
+            if thread.name.startswith(prefix) and thread is not threading.current_thread():
+                thread.join()
 
     # -- one request -----------------------------------------------------------------------
     def request(
@@ -159,27 +183,27 @@ class Runner:
         payload: Payload,
         *,
         write: bool,
-        commands: Optional[Mapping[Any, int]] = None,
-        labels: Optional[Mapping[str, str]] = None,
-        classes: Optional[Mapping[str, int]] = None,
+        batch: Optional[BatchRequest] = None,
+        token: Optional[CancelToken] = None,
     ) -> Reply:
         """Send one request, retrying as the policy allows; return the reply or raise.
 
-        ``commands`` counts the commands per method, or per ``(method, cost class)``,
-        that the request carries (a batch carries several; a plain call one of
-        ``method``, classed by its ``payload``); ``labels`` maps batch labels to their
-        methods so each command's ``result_time`` is charged to its method, and
-        ``classes`` labels to cost classes (see :func:`cost_class`).
+        ``batch``: the prepared batch this request carries (its commands are booked
+        per ``(method, cost class)`` and each ``result_time`` is charged to its
+        method); a plain call books one command of ``method``, classed by its
+        ``payload``. ``token``: when cancelled, nothing more is sent and the token's
+        error (``Cancelled``/``ClientClosed``) is raised.
         """
-        own_class = cost_class(payload) if labels is None else 0
-        counts: Mapping[Any, int] = commands or {(method, own_class): 1}
-        attempt = 0
-        limit_attempt = 0
+        token = token or _NEVER_CANCELLED
+        own_class = cost_class(payload) if batch is None else 0
+        counts: Mapping[Any, int] = batch.counts if batch else {(method, own_class): 1}
+        retry = RetryState(self.policy)
         renewed = False
         while True:
+            token.raise_if_cancelled(method)
             generation = self.credentials.generation()
             try:
-                reply = self._send_once(method, payload, counts, labels, classes, own_class)
+                reply = self._send_once(method, payload, counts, batch, own_class, token)
             except ExpiredToken:
                 if renewed or not self.credentials.renewable:
                     raise
@@ -187,29 +211,26 @@ class Runner:
                 self.credentials.renew(generation)
                 renewed = True
                 continue
+            except Cancelled:
+                raise
             except BitrixError as err:
                 if isinstance(err, QueryLimitExceeded):
                     self.bucket.penalize()
                     self.gate.penalize()
                 elif isinstance(err, OperationTimeLimit):
-                    # A batch is never charged itself: hold back the methods it carries.
+                    # A batch is never charged itself: hold back the methods it carries,
+                    # until the reset the server gave (else the window decides).
+                    reset_in = self._reset_in(err)
                     for blocked in {k[0] if isinstance(k, tuple) else k for k in counts}:
-                        self.window.block(blocked, self._reset_in(err))
-                decision = self.policy.decide(
-                    err, attempt=attempt, limit_attempt=limit_attempt, write=write
-                )
-                if not decision.retry:
-                    log.debug("%s: giving up after %s: %s", method, err.code, decision.reason)
+                        self.window.block(blocked, reset_in)
+                retry = retry.increment(err, write=write)
+                if not retry.retry:
+                    log.debug("%s: giving up after %s: %s", method, err.code, retry.reason)
                     raise
-                if isinstance(err, (QueryLimitExceeded, OperationTimeLimit)):
-                    limit_attempt += 1
-                else:
-                    attempt += 1
-                delay = decision.delay
-                log.debug("%s: %s, retry in %.2f s (%s)", method, err.code, delay,
-                          decision.reason)
-                if delay > 0:
-                    self.clock.sleep(delay)
+                log.debug("%s: %s, retry in %.2f s (%s)", method, err.code, retry.delay,
+                          retry.reason)
+                if retry.delay > 0 and wait_on(self.clock, retry.delay, token):
+                    raise token.error(method) from None
                 continue
             self.bucket.reward()
             self.gate.reward()
@@ -219,7 +240,7 @@ class Runner:
         reset_at = getattr(err, "reset_at", None)
         if reset_at is None:
             return None
-        _, _, finish, _ = _time_numbers(err.extra.get("time") if err.extra else None)
+        _, _, finish, _ = time_numbers(err.extra.get("time") if err.extra else None)
         now = finish if finish is not None else self.clock.time()
         return max(0.0, float(reset_at) - now)
 
@@ -228,25 +249,40 @@ class Runner:
         method: str,
         payload: Payload,
         counts: Mapping[Any, int],
-        labels: Optional[Mapping[str, str]],
-        classes: Optional[Mapping[str, int]],
+        batch: Optional[BatchRequest],
         own_class: int,
+        token: CancelToken,
     ) -> Reply:
-        ticket = self.window.acquire(counts)
+        ticket = self.window.acquire(counts, token)
         try:
-            with self.gate:
-                self.bucket.acquire()
+            if not self.gate.acquire(token=token):
+                raise token.error(method)
+            try:
+                self._wait_for_bucket(method, token)
+                # The last check before the wire: after it the request is in flight.
+                token.raise_if_cancelled(method)
                 reply = self.transport.post(method, payload)
-            self._record(method, reply, labels, classes or {}, own_class)
+            finally:
+                self.gate.release()
+            self._record(method, reply, batch, own_class)
             return reply
         finally:
             self.window.release(ticket)
 
-    def _record(self, method: str, reply: Reply, labels: Optional[Mapping[str, str]],
-                classes: Mapping[str, int], own_class: int) -> None:
-        started = _start_time(reply.data.get("time"))
-        if labels is None:
-            operating, reset_in, finish, processing = _time_numbers(reply.data.get("time"))
+    def _wait_for_bucket(self, method: str, token: CancelToken) -> None:
+        delay = self.bucket.reserve()
+        if delay <= 0:
+            return
+        if delay >= VISIBLE_BUCKET_WAIT and self.on_wait is not None:
+            self.on_wait(method, BUCKET_WAIT, delay)
+        if wait_on(self.clock, delay, token):
+            raise token.error(method)
+
+    def _record(self, method: str, reply: Reply, batch: Optional[BatchRequest],
+                own_class: int) -> None:
+        started = start_time(reply.data.get("time"))
+        if batch is None:
+            operating, reset_in, finish, processing = time_numbers(reply.data.get("time"))
             if operating is not None:
                 self.window.record(method, operating, reset_in=reset_in, server_time=finish,
                                    cost=processing, started=started, cost_class=own_class)
@@ -258,46 +294,67 @@ class Runner:
         if not isinstance(times, Mapping):
             return
         for label, block in times.items():
-            command_method = labels.get(str(label))
-            operating, reset_in, finish, processing = _time_numbers(block)
+            command_method = batch.labels.get(str(label))
+            operating, reset_in, finish, processing = time_numbers(block)
             if command_method is not None and operating is not None:
                 # The batch's start: commands run one after another from then on.
                 self.window.record(command_method, operating, reset_in=reset_in,
                                    server_time=finish, cost=processing, started=started,
-                                   cost_class=classes.get(str(label), 0))
+                                   cost_class=batch.classes.get(str(label), 0))
 
-    # -- many commands -------------------------------------------------------------------
+    # -- batches -------------------------------------------------------------------------
+    def send_batch(self, batch: BatchRequest, token: Optional[CancelToken] = None) -> Reply:
+        """Send one prepared batch (paced, booked and retried like any request); hold
+        back each method a command was blocked for. Returns the reply."""
+        reply = self.request("batch", batch.payload, write=batch.write, batch=batch,
+                             token=token)
+        self.hold_blocked(reply, batch)
+        return reply
+
+    def hold_blocked(self, reply: Reply, batch: BatchRequest) -> None:
+        """Hold back every method whose command the portal blocked inside ``reply``
+        (OPERATION_TIME_LIMIT: not executed) until its reset."""
+        result = reply.data.get("result")
+        errors = result.get("result_error") if isinstance(result, Mapping) else None
+        if isinstance(errors, list):
+            errors = {str(i): e for i, e in enumerate(errors)}
+        if not isinstance(errors, Mapping):
+            return
+        for label, body in errors.items():
+            code = body.get("error") if isinstance(body, Mapping) else None
+            method = batch.labels.get(str(label))
+            if method is not None and isinstance(code, str) and \
+                    code.upper() == "OPERATION_TIME_LIMIT":
+                # Whoever sends the command again then waits in the window.
+                self.window.block(method, None)
+
     def run_batch(
-        self, chunk: Sequence[Tuple[int, Command]], *, halt: bool = False
+        self, chunk: Sequence[Tuple[int, Command]], *, halt: bool = False,
+        token: Optional[CancelToken] = None, delay: float = 0.0,
     ) -> BatchOutcome:
-        """One batch request for ``chunk`` (pairs of input index and command).
+        """One batch request for ``chunk`` (pairs of input index and command), after
+        waiting ``delay`` seconds (a retry's backoff) on ``token``.
 
-        When the batch request itself fails after its own retries, every command carries
-        that error and ``request_failed`` is True.
+        When the batch request itself fails after its own retries, or is stopped by the
+        token, every command carries that error and ``request_failed`` is True.
         """
-        payload = batch_payload(chunk, halt=halt)
-        labels = {label: _method_of(cmd) for label, cmd in payload["cmd"].items()}
-        classes = {label: cost_class(c.params) for label, (_, c) in zip(payload["cmd"], chunk)}
-        counts = Counter((c.method.lower(), classes[label])
-                         for label, (_, c) in zip(payload["cmd"], chunk))
-        write = any(is_write_method(c.method) for _, c in chunk)
+        batch = prepare(chunk, halt=halt)
+        labels = list(batch.payload["cmd"])
         try:
-            reply = self.request("batch", payload, write=write, commands=counts, labels=labels,
-                                 classes=classes)
+            if delay > 0 and token is not None and wait_on(self.clock, delay, token):
+                raise token.error("batch")
+            if delay > 0 and token is None:
+                self.clock.sleep(delay)
+            reply = self.send_batch(batch, token)
         except BitrixError as err:
             failures = [
                 CommandFailure(index=i, label=label, method=c.method, error=err)
-                for (i, c), label in zip(chunk, payload["cmd"])
+                for (i, c), label in zip(chunk, labels)
             ]
             return BatchOutcome({}, failures, {}, request_failed=True)
         parsed = parse_batch_reply(reply.data)
         results, failures = split_reply(parsed, chunk)
-        for failure in failures:
-            if isinstance(failure.error, OperationTimeLimit):
-                # Blocked inside the batch, so not executed: hold the method back until
-                # its reset; whoever sends the command again then waits in the window.
-                self.window.block(failure.method, self._reset_in(failure.error))
-        index_of = {command_label(i): i for i, _ in chunk}
+        index_of = {label: i for label, (i, _) in zip(labels, chunk)}
         totals = {index_of[label]: n for label, n in parsed.totals.items() if label in index_of}
         return BatchOutcome(results, failures, totals)
 
@@ -307,77 +364,145 @@ class Runner:
         *,
         batch_size: int,
         progress: Optional[Progress] = None,
+        token: Optional[CancelToken] = None,
+        method: Optional[str] = None,
     ) -> Tuple[Dict[int, Any], List[CommandFailure]]:
         """Run ``commands`` in batches; return ({index: result}, failures in input order).
 
         Commands that fail inside a batch for a retryable reason are sent again in a later
-        batch (each command has its own retry budget); the rest are reported.
+        batch (each command advances its own :class:`RetryState`); the rest are reported.
+
+        Stopped by ``token`` (or a KeyboardInterrupt in this thread, which cancels it):
+        nothing more is sent; queued batches are dropped; for a call with writes,
+        batches on the wire get :attr:`stop_grace` seconds to finish. Then it raises:
+        a call that had writes sent raises :class:`BatchError` (unsent commands not
+        executed, those still on the wire ambiguous, chained from the token's error),
+        any other call the token's error; a KeyboardInterrupt is re-raised itself,
+        with that BatchError as its cause.
         """
+        token = token or CancelToken()
         results: Dict[int, Any] = {}
         final: Dict[int, CommandFailure] = {}
-        attempts: Dict[int, int] = {}
-        limit_attempts: Dict[int, int] = {}
+        states: Dict[int, RetryState] = {}
         pending = list(range(len(commands)))
-        while pending:
-            chunks = pack([commands[i] for i in pending], batch_size)
-            chunks = [[(pending[j], c) for j, c in chunk] for chunk in chunks]
-            futures = {self.submit(self.run_batch, chunk) for chunk in chunks}
-            retry: List[int] = []
+        running: Dict[Future, List[Tuple[int, Command]]] = {}
+        stop: Future = Future()
+        unregister = token.on_cancel(lambda: _resolve(stop))
+        interrupt: Optional[BaseException] = None
+        try:
             delay = 0.0
-            while futures:
-                done, futures = wait(futures, return_when=FIRST_COMPLETED)
-                for future in done:
-                    outcome = future.result()
-                    results.update(outcome.results)
-                    finished = len(outcome.results)
-                    for failure in outcome.failures:
-                        wait_for = None if outcome.request_failed else self._command_retry(
-                            failure, attempts, limit_attempts)
-                        if wait_for is None:
-                            final[failure.index] = failure
-                            finished += 1
-                        else:
-                            retry.append(failure.index)
-                            delay = max(delay, wait_for)
-                    if progress is not None and finished:
-                        progress(finished)
-            pending = sorted(retry)
-            if pending and delay > 0:
-                self.clock.sleep(delay)
-        return results, [final[i] for i in sorted(final)]
+            while pending and not token.cancelled:
+                if delay > 0 and wait_on(self.clock, delay, token):
+                    break
+                chunks = pack([commands[i] for i in pending], batch_size)
+                for chunk in chunks:
+                    if token.cancelled:
+                        break
+                    chunk = [(pending[j], c) for j, c in chunk]
+                    running[self.submit(self.run_batch, chunk, token=token)] = chunk
+                retry: List[int] = []
+                delay = 0.0
+                while running and not token.cancelled:
+                    done, _ = wait(set(running) | {stop}, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        if future is stop:
+                            continue
+                        running.pop(future)
+                        outcome = future.result()
+                        wait_for = self._absorb(outcome, results, final, states, retry,
+                                                progress)
+                        delay = max(delay, wait_for)
+                pending = sorted(retry) if not token.cancelled else pending
+        except KeyboardInterrupt as exc:
+            interrupt = exc
+            token.cancel("interrupted")
+        finally:
+            unregister()
+        unfinished = interrupt is not None or any(
+            i not in results and (i not in final or isinstance(final[i].error, Cancelled))
+            for i in range(len(commands)))
+        if not token.cancelled or not unfinished:
+            return results, [final[i] for i in sorted(final)]
+        self._stop(commands, running, results, final, states, progress, method, token,
+                   interrupt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _command_retry(
-        self,
-        failure: CommandFailure,
-        attempts: Dict[int, int],
-        limit_attempts: Dict[int, int],
-    ) -> Optional[float]:
-        """Seconds to wait before retrying this command, or None when it has failed for good."""
-        err = failure.error
-        index = failure.index
-        if err.code == "NOT_EXECUTED":
-            # halt=0 batches run every command; an absent one was dropped by the server,
-            # unrun: ask again, within the ordinary budget.
-            tries = attempts.get(index, 0) + 1
-            if tries >= self.policy.max_attempts:
-                return None
-            attempts[index] = tries
-            return 0.0
-        write = is_write_method(failure.method)
-        decision = self.policy.decide(
-            err,
-            attempt=attempts.get(index, 0),
-            limit_attempt=limit_attempts.get(index, 0),
-            write=write,
-        )
-        if not decision.retry:
-            return None
-        if isinstance(err, (QueryLimitExceeded, OperationTimeLimit)):
-            limit_attempts[index] = limit_attempts.get(index, 0) + 1
-        else:
-            attempts[index] = attempts.get(index, 0) + 1
-        return decision.delay
+    def _absorb(self, outcome: BatchOutcome, results: Dict[int, Any],
+                final: Dict[int, CommandFailure], states: Dict[int, RetryState],
+                retry: List[int], progress: Optional[Progress]) -> float:
+        """Take one batch outcome in; return the longest retry delay it asks for."""
+        results.update(outcome.results)
+        finished = len(outcome.results)
+        delay = 0.0
+        for failure in outcome.failures:
+            if outcome.request_failed or isinstance(failure.error, Cancelled):
+                final[failure.index] = failure
+                finished += 1
+                continue
+            state = states.get(failure.index) or RetryState(self.policy)
+            state = state.increment(failure.error, write=is_write_method(failure.method))
+            states[failure.index] = state
+            if state.retry:
+                retry.append(failure.index)
+                delay = max(delay, state.delay)
+            else:
+                final[failure.index] = failure
+                finished += 1
+        if progress is not None and finished:
+            progress(finished)
+        return delay
+
+    def _stop(self, commands: Sequence[Command], running: Dict[Future, List[Tuple[int, Command]]],
+              results: Dict[int, Any], final: Dict[int, CommandFailure],
+              states: Dict[int, RetryState], progress: Optional[Progress],
+              method: Optional[str], token: CancelToken,
+              interrupt: Optional[BaseException]) -> None:
+        """Report a stopped :meth:`run_commands` (see there) and raise."""
+        stopped = token.error(method)
+        for future in list(running):
+            if future.cancel():  # still queued: never sent
+                running.pop(future)
+        writes = any(is_write_method(c.method) for c in commands)
+        on_wire: Set[int] = set()
+        if running and writes:
+            done, not_done = wait(list(running), timeout=self.stop_grace)
+            for future in done:
+                running.pop(future)
+                self._absorb(future.result(), results, final, states, [], progress)
+            for chunk in running.values():
+                on_wire.update(i for i, _ in chunk)
+        failures = []
+        sent_any = bool(results) or bool(on_wire)
+        for index, command in enumerate(commands):
+            if index in results:
+                continue
+            failure = final.get(index)
+            if failure is not None and not isinstance(failure.error, Cancelled):
+                sent_any = True
+                failures.append(failure)
+                continue
+            executed = None if index in on_wire else False
+            unsent = type(stopped)(stopped.description, method=command.method,
+                                   executed=executed)
+            failures.append(CommandFailure(index, command_label(index), command.method, unsent))
+        report: Optional[BatchError] = None
+        if writes and sent_any:
+            report = BatchError(failures, results, total=len(commands), method=method)
+            report.__cause__ = stopped
+            log.warning("%s stopped (%s): %d done, %d not executed, %d ambiguous",
+                        method or "call", token.reason, len(results),
+                        len(report.not_executed), len(report.ambiguous))
+        if interrupt is not None:
+            if report is not None:
+                interrupt.__cause__ = report
+            raise interrupt
+        if report is not None:
+            raise report
+        raise stopped
 
 
-def _method_of(encoded: str) -> str:
-    return encoded.split("?", 1)[0].lower()
+def _resolve(future: Future) -> None:
+    try:
+        future.set_result(None)
+    except Exception:  # already resolved: a second cancellation
+        pass

@@ -196,6 +196,11 @@ def bt_stdlib(label: str, **kwargs: Any) -> Contender:
 
 
 FB24 = Contender("fast_bitrix24", "fast_bitrix24", "get_all", "crm.deal.list", SELECT)
+#: The async clients, side by side in scenario 1 (light).
+BT_ASYNC = Contender("bitrix_threaded AsyncBitrix", "bitrix_threaded_async", "get_all",
+                     "crm.deal.list", SELECT, "id_ranges")
+FB24_ASYNC = Contender("fast_bitrix24 BitrixAsync", "fast_bitrix24_async", "get_all",
+                       "crm.deal.list", SELECT)
 PLAIN = Contender("plain loop", "plain", "get_all", "crm.deal.list", SELECT, scale="plain")
 
 
@@ -217,7 +222,8 @@ def scenarios(quick: bool) -> List[Scenario]:
         out.append(Scenario(
             f"s1-{profile}", f"1. get_all crm.deal.list, {n_list:,} deals, {profile}",
             n_list, profile, False,
-            light_list if profile == "light" else (fast_list if quick else all_list),
+            light_list + [BT_ASYNC, FB24_ASYNC] if profile == "light"
+            else (fast_list if quick else all_list),
             ceil_model.export_ceiling(n_list, profile, std), budget[profile],
             # The light-profile targets compare single figures: take the median of 3.
             repeat=3 if profile == "light" and not quick else 1))
@@ -311,9 +317,10 @@ def run_contender(scn: Scenario, who: Contender, portal: PortalProcess, ts: floa
     }
     spec_file = RESULTS / f"{tag}.spec.json"
     spec_file.write_text(json.dumps(spec))
-    python = str(peer_python) if who.client == "fast_bitrix24" else sys.executable
+    peer = who.client.startswith("fast_bitrix24")
+    python = str(peer_python) if peer else sys.executable
     env = library_env()
-    if who.client == "fast_bitrix24":
+    if peer:
         env.pop("PYTHONPATH", None)
     env.update(who.env or {})
     timeout = scn.budget * ts + 15.0
@@ -498,7 +505,7 @@ def targets(results: List[Dict[str, Any]]) -> List[List[str]]:
         return "n/a (not run)" if ok is None else ("met" if ok else "**missed**")
 
     bt_rows = [(s["key"], r) for s in results for r in s["rows"]
-               if r["client"] == "bitrix_threaded"]
+               if r["client"].startswith("bitrix_threaded")]
     bad = [f"{k}/{r['label']}: {r['rejected_503']}x503 {r['rejected_429']}x429"
            for k, r in bt_rows if r["rejected_503"] or r["rejected_429"]]
     out.append(["zero 503/429 for bitrix_threaded, every scenario",
@@ -534,6 +541,19 @@ def targets(results: List[Dict[str, Any]]) -> List[List[str]]:
         a, b = row.get(key) or 0.0, peer.get(key) or 0.0
         ok = b > 0 and a <= bound * b
         out.append([name, verdict(ok), fmt.format(a, b) + (f" ({a / b:.2f}x)" if b else "")])
+    sync_row = _row(results, "s1-light", "bitrix_threaded id_ranges")
+    async_row = _row(results, "s1-light", BT_ASYNC.label)
+    name = "light: AsyncBitrix within 5% of the sync client (wall, operating s, CPU, RSS)"
+    if not sync_row or not async_row:
+        out.append([name, verdict(None), "—"])
+    elif not (sync_row["completed"] and async_row["completed"]):
+        out.append([name, "**missed**", "a run did not complete"])
+    else:
+        figures = [(key, async_row.get(key) or 0.0, sync_row.get(key) or 0.0)
+                   for key in ("unscaled", "operating", "cpu", "maxrss_kb")]
+        ok = all(b > 0 and a <= 1.05 * b for _, a, b in figures)
+        out.append([name, verdict(ok), "; ".join(
+            f"{key} {a / b:.2f}x" if b else f"{key} n/a" for key, a, b in figures)])
     for key, label, bound, name in (
             ("s1-light", "bitrix_threaded id_ranges", 1.25,
              "light 100k: wall <= 1.25x the ceiling"),

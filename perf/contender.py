@@ -3,7 +3,8 @@
     python perf/contender.py SPEC.json
 
 SPEC (written by bench.py) says which client (``bitrix_threaded``,
-``fast_bitrix24``, ``plain``), which job (``get_all``, ``iter_jsonl``,
+``fast_bitrix24``, their async clients ``bitrix_threaded_async`` and
+``fast_bitrix24_async``, ``plain``), which job (``get_all``, ``iter_jsonl``,
 ``update``, ``get_by_id``, ``id_list``) and the portal's scaled limits. The
 result is one JSON object on the last line of stdout:
 
@@ -79,26 +80,32 @@ def _load_ids(spec: Dict[str, Any]) -> List[int]:
 
 # -- bitrix_threaded ------------------------------------------------------------------------
 
-def _bitrix_threaded(spec: Dict[str, Any]):
-    import bitrix_threaded
-    from bitrix_threaded import Bitrix
+def _bt_options(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """The client arguments for the portal's (scaled) limits, or for "limits off"."""
+    ts = spec["time_scale"]
+    if spec["limits"]:
+        return dict(verbose=False, requests_per_second=spec["rate"] / ts,
+                    request_pool_size=int(spec["capacity"]),
+                    operating_time_limit=spec["operating_limit"] * ts)
+    return dict(verbose=False, requests_per_second=1000.0, request_pool_size=1000,
+                operating_time_limit=float(UNLIMITED))
 
-    spec["library_file"] = bitrix_threaded.__file__
+
+def _note_json_backend(spec: Dict[str, Any]) -> None:
     try:
         from bitrix_threaded import jsoncodec
         spec["json_backend"] = jsoncodec.BACKEND
     except ImportError:  # a commit from before the 'fast' extra
         spec["json_backend"] = "json"
 
-    ts = spec["time_scale"]
-    if spec["limits"]:
-        client = Bitrix(spec["webhook"], verbose=False,
-                        requests_per_second=spec["rate"] / ts,
-                        request_pool_size=int(spec["capacity"]),
-                        operating_time_limit=spec["operating_limit"] * ts)
-    else:
-        client = Bitrix(spec["webhook"], verbose=False, requests_per_second=1000.0,
-                        request_pool_size=1000, operating_time_limit=float(UNLIMITED))
+
+def _bitrix_threaded(spec: Dict[str, Any]):
+    import bitrix_threaded
+    from bitrix_threaded import Bitrix
+
+    spec["library_file"] = bitrix_threaded.__file__
+    _note_json_backend(spec)
+    client = Bitrix(spec["webhook"], **_bt_options(spec))
     job = spec["job"]
     params = spec.get("params") or {}
     fp = Fingerprint()
@@ -143,6 +150,26 @@ def _id_job(client: Any, spec: Dict[str, Any], fp: "Fingerprint") -> Callable[[]
     return run
 
 
+def _bitrix_threaded_async(spec: Dict[str, Any]):
+    """AsyncBitrix: the same engine awaited from a coroutine (get_all only)."""
+    import asyncio
+
+    import bitrix_threaded
+    from bitrix_threaded import AsyncBitrix
+
+    spec["library_file"] = bitrix_threaded.__file__
+    _note_json_backend(spec)
+    if spec["job"] != "get_all":
+        raise ValueError(f"the async contender has no job {spec['job']!r}")
+    client = AsyncBitrix(spec["webhook"], **_bt_options(spec))
+    params = spec.get("params") or {}
+
+    async def export() -> Any:
+        return await client.get_all(spec["method"], params, strategy=spec.get("strategy"))
+
+    return client, lambda: asyncio.run(export()), Fingerprint()
+
+
 # -- fast_bitrix24 --------------------------------------------------------------------------
 
 def _fast_bitrix24(spec: Dict[str, Any]):
@@ -176,6 +203,33 @@ def _fast_bitrix24(spec: Dict[str, Any]):
     else:
         raise ValueError(f"fast_bitrix24 has no job {job!r}")
     return client, run, fp
+
+
+def _fast_bitrix24_async(spec: Dict[str, Any]):
+    """fast_bitrix24's BitrixAsync awaited from a coroutine (get_all only)."""
+    import asyncio
+
+    from fast_bitrix24 import BitrixAsync
+    from fast_bitrix24 import srh
+
+    ts = spec["time_scale"]
+    srh.BITRIX_MEASUREMENT_PERIOD = 600 * ts  # scaled like the portal's window (see above)
+    if spec["job"] != "get_all":
+        raise ValueError(f"the async contender has no job {spec['job']!r}")
+    if spec["limits"]:
+        options = dict(requests_per_second=spec["rate"] / ts,
+                       request_pool_size=int(spec["capacity"]),
+                       operating_time_limit=max(1, int(round(spec["operating_limit"] * ts))))
+    else:
+        options = dict(requests_per_second=1000.0, request_pool_size=1000,
+                       operating_time_limit=UNLIMITED)
+    params = spec.get("params") or {}
+
+    async def export() -> Any:
+        client = BitrixAsync(spec["webhook"], verbose=False, ssl=False, **options)
+        return await client.get_all(spec["method"], params)
+
+    return None, lambda: asyncio.run(export()), Fingerprint()
 
 
 # -- a plain requests loop ------------------------------------------------------------------
@@ -224,7 +278,8 @@ def _update_fields(record_id: int) -> Dict[str, Any]:
 
 
 CLIENTS = {"bitrix_threaded": _bitrix_threaded, "fast_bitrix24": _fast_bitrix24,
-           "plain": _plain}
+           "bitrix_threaded_async": _bitrix_threaded_async,
+           "fast_bitrix24_async": _fast_bitrix24_async, "plain": _plain}
 
 
 def main(argv: List[str]) -> int:
@@ -255,7 +310,7 @@ def main(argv: List[str]) -> int:
             fp.add_all(got)
         try:
             close = getattr(client, "close", None)
-            if callable(close) and spec["client"] != "fast_bitrix24":
+            if callable(close) and not spec["client"].startswith("fast_bitrix24"):
                 close()
         except Exception:
             pass

@@ -88,3 +88,7 @@ def no_secret_leaks(monkeypatch):
         for secret in secrets:
             for form in _spellings(secret):
                 assert form not in joined, "a secret leaked into a log line or an error"
+
+
+# Real Redis servers for the shared-limits tests.
+from redis_server import own_redis_server, redis_server, redis_url  # noqa: E402,F401

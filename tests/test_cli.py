@@ -676,3 +676,32 @@ def test_ctrl_c_leaves_a_valid_jsonl_prefix(tmp_path):
     assert len(set(ids)) == len(ids) and set(ids) <= expected
     assert err.strip().splitlines()[-1] == (
         f"bitrix-threaded: interrupted: {len(records):,} records written to {target}")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_export_stops_within_two_seconds_and_keeps_a_valid_file(tmp_path, signum):
+    target = tmp_path / "deals.jsonl"
+    with FakePortal(deals=20_000, profile="realistic", time_scale=0.25) as slow:
+        export = cli_process("export", "crm.deal.list", "-o", str(target),
+                             env={**os.environ, "BITRIX_WEBHOOK": slow.webhook})
+        try:
+            deadline = time.monotonic() + SUBPROCESS_TIMEOUT
+            while not (target.exists() and target.stat().st_size > 0):
+                assert export.poll() is None, export.communicate()
+                assert time.monotonic() < deadline, "no record arrived"
+                time.sleep(0.02)
+            sent = time.monotonic()
+            export.send_signal(signum)
+            out, err = export.communicate(timeout=SUBPROCESS_TIMEOUT)
+            stop_seconds = time.monotonic() - sent
+            requests = slow.stats()["requests"]
+            time.sleep(0.3)
+            assert slow.stats()["requests"] == requests  # nothing after the process ended
+        finally:
+            if export.poll() is None:
+                export.kill()
+                export.communicate()
+    assert export.returncode == 130, err
+    assert stop_seconds < 2.0
+    records = read_jsonl(target)
+    assert records and len({r["ID"] for r in records}) == len(records)

@@ -18,6 +18,7 @@ from bitrix_threaded import (
     BatchError,
     Bitrix,
     BitrixWarning,
+    ClientClosed,
     ConnectionFailed,
     ManualClock,
     MethodNotFound,
@@ -461,8 +462,15 @@ def test_close_stops_further_calls(clock, mock):
     assert bx.call("crm.deal.get", {"ID": 1}) == 1
     bx.close()
     bx.close()
-    with pytest.raises(RuntimeError):
-        bx.call("crm.deal.get", {"ID": 1})
+    assert bx.closed
+    for attempt in (lambda: bx.call("crm.deal.get", {"ID": 1}),
+                    lambda: bx.call("crm.deal.get", [{"ID": 1}, {"ID": 2}]),
+                    lambda: bx.get_all("crm.deal.list"),
+                    lambda: bx.call_batch({"cmd": {"a": "crm.deal.get?ID=1"}}),
+                    lambda: bx.iter_all("crm.deal.list")):
+        with pytest.raises(ClientClosed):
+            attempt()
+    assert len(mock.calls) == 1
 
 
 def test_many_threads_share_one_client(bx, mock):

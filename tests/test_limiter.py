@@ -479,11 +479,13 @@ def test_without_cost_estimate_in_flight_does_not_hold():
         assert window.delay({LIST: 50}) == 0.0
 
 
-def test_disabled_window_lets_everything_pass_but_stores_reports():
+def test_disabled_window_paces_nothing_but_stores_reports_and_obeys_blocks():
     window, _ = make_window(enabled=False)
     window.record(LIST, 479.0, reset_in=100.0)
+    assert window.delay({LIST: 50}) == 0.0
+    # A 429 is the server's word, not the client's pacing: it holds even so.
     window.block(OTHER, 100.0)
-    assert window.delay({LIST: 50, OTHER: 1}) == 0.0
+    assert window.delay({LIST: 50, OTHER: 1}) == pytest.approx(100.0)
     with window.hold({LIST: 50}):
         pass
     assert window.snapshot()[LIST]["operating"] == 479.0
@@ -638,4 +640,4 @@ def test_the_cost_estimate_keeps_the_expensive_commands_in_view():
 
 
 def window_default_block(window):
-    return window._default_block
+    return window._half_life

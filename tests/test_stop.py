@@ -1,0 +1,242 @@
+"""Stop means stop: close(), a cancelled scope and Ctrl-C end every call promptly.
+
+End to end on the fake portal: after the stop no new request reaches the portal
+beyond those already in flight, the calling thread gets a clear exception, unsent
+writes are reported as not executed and can be resent without duplicates, and no
+worker thread is left.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from bitrix_threaded import BatchError, Bitrix, Cancelled, ClientClosed
+from bitrix_threaded.cancel import CancelToken, cancel_scope
+from bitrix_threaded.testing import FakePortal
+
+SCALE = 0.25  # the portal's bucket drains at 8 requests/s
+POOL = 5  # a small bucket: most batches wait in the client's limiter
+WORKERS = 4
+
+
+def client(portal: FakePortal) -> Bitrix:
+    return Bitrix(portal.webhook, verbose=False, requests_per_second=2.0 / SCALE,
+                  request_pool_size=POOL, max_workers=WORKERS)
+
+
+def portal_with(**kwargs) -> FakePortal:
+    return FakePortal(profile="instant", limits=True, time_scale=SCALE,
+                      bucket_capacity=POOL, **kwargs)
+
+
+def workers_alive() -> list:
+    """The clients' pool threads still alive (not the shared daemon watchdog)."""
+    return [t for t in threading.enumerate()
+            if t.name.startswith("bitrix_threaded") and not t.daemon]
+
+
+def started(portal: FakePortal, requests: int, timeout: float = 5.0) -> None:
+    """Wait (in real time, briefly) until the portal has seen ``requests`` requests."""
+    deadline = time.monotonic() + timeout
+    while portal.stats()["requests"] < requests:
+        assert time.monotonic() < deadline, "the call never got going"
+        time.sleep(0.01)
+
+
+def run_in_thread(fn):
+    box = {}
+
+    def target():
+        try:
+            box["result"] = fn()
+        except BaseException as exc:  # handed to the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread, box
+
+
+CALLS = {
+    "get_by_ID": lambda bx, ids: bx.get_by_ID("crm.deal.get", ids),
+    "call_list": lambda bx, ids: bx.call("crm.deal.get", [{"ID": i} for i in ids]),
+    "get_all": lambda bx, ids: bx.get_all("crm.deal.list", {"select": ["ID"]},
+                                          strategy="offset"),
+    "iter_all": lambda bx, ids: list(bx.iter_all("crm.deal.list", strategy="offset")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_close_from_another_thread_stops_a_running_read(name):
+    with portal_with(deals=3000) as portal:
+        bx = client(portal)
+        ids = portal.ids("deal")
+        thread, box = run_in_thread(lambda: CALLS[name](bx, ids))
+        started(portal, 3)
+        before = portal.stats()["requests"]
+        t0 = time.monotonic()
+        bx.close()
+        thread.join(5.0)
+        stop_seconds = time.monotonic() - t0
+        assert not thread.is_alive()
+        after_close = portal.stats()["requests"]
+        time.sleep(0.2)
+        assert portal.stats()["requests"] == after_close  # nothing after close() returned
+        assert after_close - before <= WORKERS  # only those already past the limiter
+        assert isinstance(box.get("error"), ClientClosed), box
+        assert stop_seconds < 2.0
+        assert workers_alive() == []
+        with pytest.raises(ClientClosed):
+            bx.call("crm.deal.get", {"ID": ids[0]})
+
+
+def test_close_during_a_write_list_reports_unsent_items_and_resumes_without_duplicates():
+    with portal_with() as portal:
+        bx = client(portal)
+        items = [{"fields": {"TITLE": f"deal {i}"}} for i in range(2000)]
+        thread, box = run_in_thread(lambda: bx.call("crm.deal.add", items))
+        started(portal, 4)
+        bx.close()
+        thread.join(5.0)
+        assert not thread.is_alive()
+        error = box.get("error")
+        assert isinstance(error, BatchError), box
+        assert isinstance(error.__cause__, ClientClosed)
+        assert error.results and error.not_executed
+        assert error.ambiguous == ()  # the fake portal answers well within the grace
+        assert {f.code for f in error.failures} == {"CLIENT_CLOSED"}
+        assert len(error.results) + len(error.not_executed) == len(items)
+        assert portal.count("deal") == len(error.results)
+        assert workers_alive() == []
+        # Resume: send again exactly the items that were not executed.
+        with client(portal) as again:
+            rest = again.call("crm.deal.add", [items[f.index] for f in error.not_executed])
+        assert len(rest) == len(error.not_executed)
+        titles = sorted(d["TITLE"] for d in portal.store.records("deal")) \
+            if hasattr(portal.store, "records") else None
+        assert portal.count("deal") == len(items)
+        if titles is not None:
+            assert titles == sorted(item["fields"]["TITLE"] for item in items)
+
+
+def test_a_cancelled_scope_stops_only_its_own_call():
+    with portal_with(deals=3000) as portal, client(portal) as bx:
+        ids = portal.ids("deal")
+        token = CancelToken()
+
+        def scoped():
+            with cancel_scope(token):
+                return bx.get_by_ID("crm.deal.get", ids)
+
+        thread, box = run_in_thread(scoped)
+        started(portal, 2)
+        token.cancel("the awaiting task was cancelled")
+        thread.join(5.0)
+        assert not thread.is_alive()
+        error = box.get("error")
+        assert isinstance(error, Cancelled) and not isinstance(error, ClientClosed), box
+        # The client itself still works.
+        assert bx.call("crm.deal.get", {"ID": ids[0]})["ID"] == str(ids[0])
+
+
+def test_a_scope_cancelled_before_the_call_sends_nothing():
+    with portal_with(deals=10) as portal, client(portal) as bx:
+        token = CancelToken()
+        token.cancel()
+        with cancel_scope(token):
+            with pytest.raises(Cancelled):
+                bx.get_all("crm.deal.list")
+            with pytest.raises(Cancelled):
+                bx.call("crm.deal.get", {"ID": 1})
+            records = bx.iter_all("crm.deal.list")
+        with pytest.raises(Cancelled):
+            next(records)  # the scope was read when the iterator was made
+        assert portal.stats()["requests"] == 0
+
+
+def interrupt_soon(portal: FakePortal, requests: int) -> threading.Thread:
+    """Send SIGINT to this process once the portal has seen ``requests`` requests."""
+    def fire():
+        started(portal, requests)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=fire, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason="signals reach the main thread only")
+@pytest.mark.parametrize("name", ["get_by_ID", "call_list", "get_all", "write"])
+def test_ctrl_c_stops_the_call_in_the_main_thread(name):
+    # A run started in the background by a shell ignores SIGINT: restore Python's handler.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        ctrl_c_stops(name)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def ctrl_c_stops(name):
+    with portal_with(deals=3000) as portal:
+        bx = client(portal)
+        ids = portal.ids("deal")
+        items = [{"fields": {"TITLE": f"deal {i}"}} for i in range(2000)]
+        firing = interrupt_soon(portal, 3)
+        t0 = time.monotonic()
+        with pytest.raises(KeyboardInterrupt) as caught:
+            if name == "write":
+                bx.call("crm.deal.add", items)
+            else:
+                CALLS[name](bx, ids)
+            time.sleep(5)  # the call ended first: wait for the signal to fail loudly
+        stop_seconds = time.monotonic() - t0
+        firing.join(5.0)
+        at_interrupt = portal.stats()["requests"]
+        time.sleep(0.3)
+        later = portal.stats()["requests"]
+        assert later - at_interrupt <= WORKERS
+        assert stop_seconds < 5.0
+        if name == "write":
+            report = caught.value.__cause__
+            assert isinstance(report, BatchError)
+            assert portal.count("deal") == 3000 + len(report.results)
+        bx.close()
+        assert workers_alive() == []
+
+
+def test_writes_on_the_wire_when_stopped_are_reported_ambiguous():
+    # Every request stalls (half a second here) before it runs: at close() the batches
+    # on the wire outlast the client's grace, so their commands are ambiguous.
+    with portal_with(fault_rate=1.0, fault_kinds=("stall",), stall_seconds=2.0) as portal:
+        bx = client(portal)
+        bx._runner.stop_grace = 0.05
+        items = [{"fields": {"TITLE": f"deal {i}"}} for i in range(500)]
+        thread, box = run_in_thread(lambda: bx.call("crm.deal.add", items))
+        started(portal, 1)
+        bx.close()
+        thread.join(5.0)
+        assert not thread.is_alive()
+        error = box.get("error")
+        assert isinstance(error, BatchError), box
+        assert error.ambiguous and error.not_executed
+        assert all(f.executed is None for f in error.ambiguous)
+        assert len(error.results) + len(error.ambiguous) + len(error.not_executed) == 500
+        # The stalled batches ran after all; the unsent ones did not.
+        assert portal.count("deal") == len(error.results) + len(error.ambiguous)
+
+
+def test_an_iterator_dropped_unstarted_lets_go_of_the_client():
+    import gc
+
+    with portal_with(deals=10) as portal, client(portal) as bx:
+        records = bx.iter_all("crm.deal.list")
+        assert len(bx._root._callbacks) == 1
+        del records
+        gc.collect()
+        assert bx._root._callbacks == []
