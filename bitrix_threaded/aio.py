@@ -50,7 +50,9 @@ from typing import (
     Mapping,
     Optional,
     Sequence,
+    TypeVar,
     Union,
+    cast,
 )
 
 from .cancel import CancelToken, cancel_scope
@@ -59,6 +61,7 @@ from .errors import BatchError, ClientClosed
 from .aio_records import AsyncRecords, handoff_size
 
 log = logging.getLogger("bitrix_threaded")
+T = TypeVar("T")
 
 __all__ = ["AsyncBitrix", "BitrixAsync", "DEFAULT_PARALLEL_CALLS"]
 
@@ -148,21 +151,21 @@ class AsyncBitrix:
                     max_workers=self._max_parallel, thread_name_prefix="bitrix_threaded-async")
             return self._executor
 
-    def _submit_request(self, work: Callable[[], Any]) -> Future:
+    def _submit_request(self, work: Callable[[], Any]) -> Future[Any]:
         """Start one request's work on the engine's request pool (no extra thread hop)."""
         try:
             return self.sync._runner.submit(work)
         except RuntimeError:  # the engine refuses work once it is closed
             raise ClientClosed() from None
 
-    async def _run(self, method: Optional[str], fn: Callable[..., Any], *args: Any,
-                   single: bool = False, **kwargs: Any) -> Any:
+    async def _run(self, method: Optional[str], fn: Callable[..., T], *args: Any,
+                   single: bool = False, **kwargs: Any) -> T:
         token = self._call_token(method)
         try:
             context = contextvars.copy_context()
             work = functools.partial(context.run, _in_scope, token, method, fn, *args, **kwargs)
             future = self._submit_request(work) if single else self._pool().submit(work)
-            return await _await_stoppable(future, token)
+            return cast(T, await _await_stoppable(future, token))
         finally:
             token.detach()
 
@@ -301,7 +304,7 @@ def _check_parallel(value: Any) -> None:
         raise ValueError("max_parallel_calls must be >= 1")
 
 
-async def _await_stoppable(future: Future, token: CancelToken) -> Any:
+async def _await_stoppable(future: Future[Any], token: CancelToken) -> Any:
     """Await ``future``; if the awaiting task is cancelled, stop the work, then re-raise."""
     waiting = asyncio.wrap_future(future)
     try:
@@ -329,7 +332,7 @@ def _task_cancelling() -> bool:
 
 async def _in_helper_thread(fn: Callable[[], None]) -> None:
     """Run blocking ``fn`` in a thread of its own (not the loop's default executor)."""
-    done: Future = Future()
+    done: Future[Any] = Future()
 
     def main() -> None:
         try:

@@ -167,10 +167,10 @@ class BatchRequest:
     the operating window; ``write``: whether any command may change data.
     """
 
-    payload: dict
-    labels: dict
-    classes: dict
-    counts: dict
+    payload: dict[str, Any]
+    labels: dict[str, str]
+    classes: dict[str, int]
+    counts: dict[Any, int]
     write: bool
 
 
@@ -200,7 +200,8 @@ def prepare_encoded(cmd: Mapping[str, str], *, halt: bool = False) -> BatchReque
     return _request({"halt": 1 if halt else 0, "cmd": dict(cmd)}, labels, classes)
 
 
-def _request(payload: dict, labels: dict, classes: dict) -> BatchRequest:
+def _request(payload: dict[str, Any], labels: dict[str, str], classes: dict[str, int]
+             ) -> BatchRequest:
     counts = Counter((labels[key], classes[key]) for key in labels)
     write = any(is_write_method(method) for method in set(labels.values()))
     return BatchRequest(payload, labels, classes, dict(counts), write)
@@ -209,7 +210,7 @@ def _request(payload: dict, labels: dict, classes: dict) -> BatchRequest:
 TimeNumbers = Tuple[Optional[float], Optional[float], Optional[float], Optional[float]]
 
 
-def _time_number(block: Mapping, key: str) -> Optional[float]:
+def _time_number(block: Mapping[str, Any], key: str) -> Optional[float]:
     value = block.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
