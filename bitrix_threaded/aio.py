@@ -108,10 +108,13 @@ class AsyncBitrix:
     ``TypeError``/``ValueError`` before any request, as in the sync client.
     """
 
-    def __init__(self, webhook: str, *, max_parallel_calls: int = DEFAULT_PARALLEL_CALLS,
-                 **options: Any) -> None:
+    def __init__(self, webhook: str, *args: Any,
+                 max_parallel_calls: int = DEFAULT_PARALLEL_CALLS, **options: Any) -> None:
+        # ``args``: Bitrix's positional parameters, in fast_bitrix24's order
+        # (token_func, verbose, respect_velocity_policy, ..., client, ssl).
         _check_parallel(max_parallel_calls)
-        self._setup(Bitrix(webhook, **options), owns=True, max_parallel_calls=max_parallel_calls)
+        self._setup(Bitrix(webhook, *args, **options), owns=True,
+                    max_parallel_calls=max_parallel_calls)
 
     @classmethod
     def from_client(cls, client: Bitrix, *,

@@ -320,3 +320,16 @@ def test_an_async_token_func_as_fast_bitrix24_requires(fake_portal):
 
     with Bitrix(fake_portal.endpoint, fetch_token, False) as bx:
         assert len(bx.get_all("crm.deal.list")) == fake_portal.count("deal")
+
+
+def test_the_async_client_takes_the_same_positional_arguments(fake_portal):
+    import asyncio
+
+    from bitrix_threaded import BitrixAsync
+
+    async def export() -> int:
+        async with BitrixAsync(fake_portal.webhook, None, False, True, 50, 2.0, 50, 480) as abx:
+            assert abx.sync.verbose is False and abx.sync.batch_size == 50
+            return len(await abx.get_all("crm.deal.list"))
+
+    assert asyncio.run(export()) == fake_portal.count("deal")
