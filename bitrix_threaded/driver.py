@@ -34,8 +34,8 @@ def drive(
     """
     token = token or CancelToken()
     queue: Deque[Plan] = deque(strategy.initial())
-    running: Dict[Future, Plan] = {}
-    stop: Future = Future()
+    running: Dict[Future[Any], Plan] = {}
+    stop: Future[Any] = Future()
 
     def wake() -> None:
         try:
