@@ -499,6 +499,8 @@ class Bitrix:
         chunk = [(i, Command(batch.labels[name])) for i, name in enumerate(order)]
         results, failures = split_reply(parse_batch_reply(reply.data), chunk,
                                         label=order.__getitem__)
+        for failure in failures:
+            self.transport.scrub(failure.error)
         by_label = {order[i]: value for i, value in sorted(results.items())}
         if failures:
             error = BatchError(failures, results, total=len(order), method="batch")

@@ -354,6 +354,8 @@ class Runner:
             return BatchOutcome({}, failures, {}, request_failed=True)
         parsed = parse_batch_reply(reply.data)
         results, failures = split_reply(parsed, chunk)
+        for failure in failures:
+            self.transport.scrub(failure.error)
         index_of = {label: i for label, (i, _) in zip(labels, chunk)}
         totals = {index_of[label]: n for label, n in parsed.totals.items() if label in index_of}
         return BatchOutcome(results, failures, totals)

@@ -441,6 +441,14 @@ class Transport:
         log.debug("%s: HTTP %s, %d bytes, %.3f s", method, status, len(raw), elapsed)
         return Reply(status=status, data=data, elapsed=elapsed, size=len(raw))
 
+    def scrub(self, err: BitrixError) -> BitrixError:
+        """``err`` with every secret masked in each text it carries (in place).
+
+        For errors built outside the transport from a reply's content, such as the
+        per-command errors of a batch, whose descriptions the server may have made
+        from the request."""
+        return self._scrub(err)
+
     def _scrub(self, err: BitrixError) -> BitrixError:
         """``err`` with every secret masked in each text it carries."""
         redact = self.credentials.redact
