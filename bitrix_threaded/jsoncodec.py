@@ -2,7 +2,7 @@
 
 ``pip install bitrix_threaded[fast]`` adds msgspec, whose decoder builds the same
 Python objects as :func:`json.loads` faster (a 1.6 MB batch reply of 2,500 deals:
-about 3.6 ms against 6.5 ms on an idle machine). Without it the standard library
+about 3.6 ms against 6.5 ms on a 2-core benchmark machine). Without it the standard library
 decodes.
 
 Results are identical either way. msgspec is used only where it gives exactly what
