@@ -3,9 +3,14 @@
 ``Bitrix`` is the entry point and ``AsyncBitrix`` its async facade on the same engine;
 the exceptions, strategies and limiter pieces are exported for callers that catch,
 choose or tune them.
+
+The public surface is exactly ``__all__`` below, plus :mod:`bitrix_threaded.testing`
+(the fake portal) and the ``bitrix-threaded`` command. Every other module (the runner,
+driver, batch packing, transport, encoding...) is internal wiring whose names may
+change in any release.
 """
 
-import logging
+import logging as _logging
 
 from .aio import AsyncBitrix, BitrixAsync
 from .aio_records import AsyncRecords
@@ -39,14 +44,14 @@ from .errors import (
     TransportError,
 )
 from .limiter import ConcurrencyGate, LeakyBucket, OperatingWindow
-from .pagination import IdList, IdRanges, OffsetPages
+from .pagination import IdList, IdRanges, OffsetPages, Strategy
 from .retry import RetryPolicy
 from .shared_limits import SharedLimitsUnavailable
 from .validation import BitrixWarning
 
 from ._version import __version__
 
-logging.getLogger("bitrix_threaded").addHandler(logging.NullHandler())
+_logging.getLogger("bitrix_threaded").addHandler(_logging.NullHandler())
 
 __all__ = [
     "AccessDenied",
@@ -87,8 +92,17 @@ __all__ = [
     "RetryPolicy",
     "ServerError",
     "SharedLimitsUnavailable",
+    "Strategy",
     "SystemClock",
     "TokenSet",
     "TransportError",
     "__version__",
 ]
+
+# Public names report the package as their home (reprs, tracebacks, pickles, docs),
+# not the internal module that happens to define them.
+for _name in __all__:
+    _value = globals()[_name]
+    if isinstance(_value, type):
+        _value.__module__ = __name__
+del _name, _value

@@ -38,25 +38,30 @@ import contextvars
 import functools
 import logging
 import threading
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import (
     Any,
     AsyncIterator,
     Callable,
     Dict,
+    Iterable,
     List,
     Mapping,
     Optional,
     Sequence,
+    TypeVar,
     Union,
+    cast,
 )
 
 from .cancel import CancelToken, cancel_scope
-from .client import Bitrix, ItemList, StrategyChoice
+from .client import Bitrix, Items, StrategyChoice
 from .errors import BatchError, ClientClosed
 from .aio_records import AsyncRecords, handoff_size
 
 log = logging.getLogger("bitrix_threaded")
+T = TypeVar("T")
 
 __all__ = ["AsyncBitrix", "BitrixAsync", "DEFAULT_PARALLEL_CALLS"]
 
@@ -103,10 +108,13 @@ class AsyncBitrix:
     ``TypeError``/``ValueError`` before any request, as in the sync client.
     """
 
-    def __init__(self, webhook: str, *, max_parallel_calls: int = DEFAULT_PARALLEL_CALLS,
-                 **options: Any) -> None:
+    def __init__(self, webhook: str, *args: Any,
+                 max_parallel_calls: int = DEFAULT_PARALLEL_CALLS, **options: Any) -> None:
+        # ``args``: Bitrix's positional parameters, in fast_bitrix24's order
+        # (token_func, verbose, respect_velocity_policy, ..., client, ssl).
         _check_parallel(max_parallel_calls)
-        self._setup(Bitrix(webhook, **options), owns=True, max_parallel_calls=max_parallel_calls)
+        self._setup(Bitrix(webhook, *args, **options), owns=True,
+                    max_parallel_calls=max_parallel_calls)
 
     @classmethod
     def from_client(cls, client: Bitrix, *,
@@ -146,21 +154,21 @@ class AsyncBitrix:
                     max_workers=self._max_parallel, thread_name_prefix="bitrix_threaded-async")
             return self._executor
 
-    def _submit_request(self, work: Callable[[], Any]) -> Future:
+    def _submit_request(self, work: Callable[[], Any]) -> Future[Any]:
         """Start one request's work on the engine's request pool (no extra thread hop)."""
         try:
             return self.sync._runner.submit(work)
         except RuntimeError:  # the engine refuses work once it is closed
             raise ClientClosed() from None
 
-    async def _run(self, method: Optional[str], fn: Callable[..., Any], *args: Any,
-                   single: bool = False, **kwargs: Any) -> Any:
+    async def _run(self, method: Optional[str], fn: Callable[..., T], *args: Any,
+                   single: bool = False, **kwargs: Any) -> T:
         token = self._call_token(method)
         try:
             context = contextvars.copy_context()
             work = functools.partial(context.run, _in_scope, token, method, fn, *args, **kwargs)
             future = self._submit_request(work) if single else self._pool().submit(work)
-            return await _await_stoppable(future, token)
+            return cast(T, await _await_stoppable(future, token))
         finally:
             token.detach()
 
@@ -205,11 +213,21 @@ class AsyncBitrix:
         return self.sync.stats()
 
     # -- calls -----------------------------------------------------------------------------
-    async def call(self, method: str, item_list: ItemList = None, *, raw: bool = False) -> Any:
-        """See :meth:`Bitrix.call`. One request for a dict (or ``raw=True``), batches for a list."""
-        single = raw or item_list is None or isinstance(item_list, Mapping)
+    async def call(self, method: str, items: Items = None, *, raw: bool = False,
+                   item_list: Items = None) -> Any:
+        """See :meth:`Bitrix.call`. One request for a dict (or ``raw=True``), batches for a list.
+
+        ``item_list`` is the former name of ``items`` (deprecated).
+        """
+        if item_list is not None:
+            if items is not None:
+                raise TypeError("pass items or item_list (its former name), not both")
+            warnings.warn("call(item_list=...) is deprecated; the argument is now 'items'",
+                          DeprecationWarning, stacklevel=2)
+            items = item_list
+        single = raw or items is None or isinstance(items, Mapping)
         return await self._run(method if isinstance(method, str) else None,
-                               self.sync.call, method, item_list, raw=raw, single=single)
+                               self.sync.call, method, items, raw=raw, single=single)
 
     async def call_batch(self, params: Mapping[str, Any]) -> Dict[str, Any]:
         """See :meth:`Bitrix.call_batch`: one ``batch`` request as given."""
@@ -218,7 +236,7 @@ class AsyncBitrix:
     async def get_by_ID(
         self,
         method: str,
-        ID_list: Sequence[Union[int, str]],
+        ID_list: Iterable[Union[int, str]],
         ID_field_name: str = "ID",
         params: Optional[Mapping[str, Any]] = None,
     ) -> Dict[Union[int, str], Any]:
@@ -289,7 +307,7 @@ def _check_parallel(value: Any) -> None:
         raise ValueError("max_parallel_calls must be >= 1")
 
 
-async def _await_stoppable(future: Future, token: CancelToken) -> Any:
+async def _await_stoppable(future: Future[Any], token: CancelToken) -> Any:
     """Await ``future``; if the awaiting task is cancelled, stop the work, then re-raise."""
     waiting = asyncio.wrap_future(future)
     try:
@@ -317,7 +335,7 @@ def _task_cancelling() -> bool:
 
 async def _in_helper_thread(fn: Callable[[], None]) -> None:
     """Run blocking ``fn`` in a thread of its own (not the loop's default executor)."""
-    done: Future = Future()
+    done: Future[Any] = Future()
 
     def main() -> None:
         try:

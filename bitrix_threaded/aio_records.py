@@ -147,7 +147,7 @@ class AsyncRecords:
         self._token = token
         self._pool = pool
         self._stopped_error = stopped_error
-        self._running: Optional[Future] = None
+        self._running: Optional[Future[Any]] = None
         self._ready: Deque[Any] = deque()
         self._closed = False
         # Dropped without aclose(): stop sending, let the reader wind down on its own.

@@ -27,7 +27,7 @@ import threading
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
-from urllib.parse import quote, quote_plus, urlsplit
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 from .awaiting import resolve
 
@@ -215,7 +215,10 @@ class Webhook(Credentials):
         self._watch_logs()
 
     def secrets(self) -> List[str]:
-        return [self._code]
+        # A code written percent-encoded in the URL is the same secret as its decoded
+        # text, which is what the server sees and may quote back.
+        decoded = unquote(self._code)
+        return [self._code] if decoded == self._code else [self._code, decoded]
 
     def __repr__(self) -> str:
         return f"Webhook('{self.redact(self.base_url)}')"

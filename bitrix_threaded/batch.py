@@ -136,7 +136,7 @@ def pack(
 
 def batch_payload(
     chunk: Sequence[tuple[int, Command]], *, halt: bool = False, label: Label = command_label
-) -> dict:
+) -> dict[str, Any]:
     """Return the ``batch`` request body for one chunk from :func:`pack`.
 
     ``{"halt": 0 | 1, "cmd": {label(index): "method?query"}}``, in chunk
@@ -167,10 +167,10 @@ class BatchRequest:
     the operating window; ``write``: whether any command may change data.
     """
 
-    payload: dict
-    labels: dict
-    classes: dict
-    counts: dict
+    payload: dict[str, Any]
+    labels: dict[str, str]
+    classes: dict[str, int]
+    counts: dict[Any, int]
     write: bool
 
 
@@ -200,7 +200,8 @@ def prepare_encoded(cmd: Mapping[str, str], *, halt: bool = False) -> BatchReque
     return _request({"halt": 1 if halt else 0, "cmd": dict(cmd)}, labels, classes)
 
 
-def _request(payload: dict, labels: dict, classes: dict) -> BatchRequest:
+def _request(payload: dict[str, Any], labels: dict[str, str], classes: dict[str, int]
+             ) -> BatchRequest:
     counts = Counter((labels[key], classes[key]) for key in labels)
     write = any(is_write_method(method) for method in set(labels.values()))
     return BatchRequest(payload, labels, classes, dict(counts), write)
@@ -209,7 +210,7 @@ def _request(payload: dict, labels: dict, classes: dict) -> BatchRequest:
 TimeNumbers = Tuple[Optional[float], Optional[float], Optional[float], Optional[float]]
 
 
-def _time_number(block: Mapping, key: str) -> Optional[float]:
+def _time_number(block: Mapping[str, Any], key: str) -> Optional[float]:
     value = block.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -249,10 +250,10 @@ class BatchReply:
     """
 
     results: dict[str, Any]
-    errors: dict[str, dict]
+    errors: dict[str, dict[str, Any]]
     totals: dict[str, int]
     nexts: dict[str, int]
-    times: dict[str, dict]
+    times: dict[str, dict[str, Any]]
 
 
 def _malformed(why: str, envelope: object) -> InvalidResponse:
@@ -261,7 +262,7 @@ def _malformed(why: str, envelope: object) -> InvalidResponse:
     )
 
 
-def _label_map(value: object, name: str, envelope: Mapping) -> dict[str, Any]:
+def _label_map(value: object, name: str, envelope: Mapping[str, Any]) -> dict[str, Any]:
     # PHP serialises an empty array as [] and an array with keys 0..n-1 as a
     # JSON list; both stand for the same label -> value map.
     if value is None:
@@ -273,7 +274,7 @@ def _label_map(value: object, name: str, envelope: Mapping) -> dict[str, Any]:
     raise _malformed(f"batch reply field {name} is a {type(value).__name__}", envelope)
 
 
-def _int_map(value: object, name: str, envelope: Mapping) -> dict[str, int]:
+def _int_map(value: object, name: str, envelope: Mapping[str, Any]) -> dict[str, int]:
     result = {}
     for key, item in _label_map(value, name, envelope).items():
         if isinstance(item, bool):
@@ -287,7 +288,8 @@ def _int_map(value: object, name: str, envelope: Mapping) -> dict[str, int]:
     return result
 
 
-def _dict_map(value: object, name: str, envelope: Mapping) -> dict[str, dict]:
+def _dict_map(value: object, name: str, envelope: Mapping[str, Any]
+              ) -> dict[str, dict[str, Any]]:
     result = {}
     for key, item in _label_map(value, name, envelope).items():
         if not isinstance(item, Mapping):
@@ -296,7 +298,7 @@ def _dict_map(value: object, name: str, envelope: Mapping) -> dict[str, dict]:
     return result
 
 
-def parse_batch_reply(envelope: Mapping) -> BatchReply:
+def parse_batch_reply(envelope: Mapping[str, Any]) -> BatchReply:
     """Normalise the JSON envelope of a ``batch`` call into a :class:`BatchReply`.
 
     ``envelope`` is the whole decoded body, ``{"result": {"result": ...,

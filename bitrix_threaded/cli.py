@@ -10,7 +10,7 @@
                          [--shared-limits URL]
     bitrix-threaded demo [--deals N] [--profile light|realistic] [--time-scale X]
                          [-o FILE] [--quiet]
-    bitrix-threaded serve [the options of python -m bitrix_threaded.testing serve]
+    bitrix-threaded serve [the options of python -m bitrix_threaded.testing serve; --help]
     bitrix-threaded --version
 
 The webhook comes from ``--webhook`` or the ``BITRIX_WEBHOOK`` environment variable.
@@ -41,7 +41,7 @@ import sys
 import tempfile
 import warnings
 from typing import (
-    Any, Callable, Dict, Iterator, List, Mapping, NoReturn, Optional, Sequence,
+    Any, Callable, Dict, Iterator, List, Mapping, NoReturn, Optional, Sequence, Set,
 )
 
 from ._version import __version__
@@ -56,6 +56,7 @@ from .cli_output import (
     OutputError,
     Sink,
     export_records,
+    silence_stdout,
 )
 from .errors import AuthError, BitrixError, TransportError
 from .methods import known_list_methods
@@ -275,6 +276,14 @@ def describe(error: BaseException) -> str:
     return str(error)
 
 
+def _reader_left(error: BaseException, output: Output) -> bool:
+    """True when standard output's reader closed it (``| head``): a normal end, not an error.
+
+    Like any Unix filter, the command then stops quietly with status 0.
+    """
+    return isinstance(error, BrokenPipeError) and output.path is None
+
+
 def _describe_output_error(error: OSError, where: str) -> str:
     if isinstance(error, BrokenPipeError):
         return f"{where} was closed by its reader (broken pipe)"
@@ -282,12 +291,9 @@ def _describe_output_error(error: OSError, where: str) -> str:
 
 
 def _progress_wanted(quiet: bool) -> bool:
-    # A progress bar only makes sense on a terminal; redirected stderr gets the summary.
-    stream = sys.stderr
-    try:
-        return not quiet and stream.isatty()
-    except (AttributeError, ValueError):
-        return False
+    # The client draws bars only when stderr is a terminal (or BITRIX_THREADED_PROGRESS
+    # forces it); redirected stderr gets the summary line alone.
+    return not quiet
 
 
 def _make_client(webhook_url: str, *, verbose: bool, retries: Optional[int] = None,
@@ -324,10 +330,16 @@ def _report_end(outcome: ExportOutcome, sink: Sink, console: Console) -> Optiona
         console.warn(message)
     where = sink.output.name
     if outcome.interrupted:
-        console.note(f"{PROG}: interrupted: {outcome.written:,} records written to {where}")
+        if sink.output.opened:
+            console.note(f"{PROG}: interrupted: {outcome.written:,} records written to {where}")
+        else:
+            console.note(f"{PROG}: interrupted before the first record: nothing was written"
+                         + (f" ({where} was not touched)" if sink.output.path else ""))
         return EXIT_INTERRUPTED
     if outcome.error is not None:
         error = outcome.error
+        if _reader_left(error, sink.output):
+            return EXIT_OK
         if isinstance(error, OSError):
             message = _describe_output_error(error, where)
         else:
@@ -388,9 +400,15 @@ def run_call(options: argparse.Namespace, console: Console, argv: Sequence[str])
     text = json.dumps(result, ensure_ascii=False, indent=2)
     out = Output(None)
     try:
-        out.stream().write(text + "\n")
-    finally:
-        out.close()
+        try:
+            out.stream().write(text + "\n")
+        finally:
+            out.close()
+    except BrokenPipeError as exc:
+        if _reader_left(exc, out):
+            silence_stdout()
+            return EXIT_OK
+        raise
     return EXIT_OK
 
 
@@ -409,7 +427,7 @@ def run_demo(options: argparse.Namespace, console: Console, argv: Sequence[str])
         handle, temporary = tempfile.mkstemp(prefix="bitrix-threaded-demo-", suffix=".jsonl")
         os.close(handle)
         path = temporary
-    seen: set = set()
+    seen: Set[Any] = set()
     try:
         with FakePortal(deals=options.deals, profile=options.profile, time_scale=scale) as portal:
             print(f"Fake Bitrix24 portal at {portal.url}: {options.deals:,} deals, "
@@ -459,19 +477,23 @@ def run_demo(options: argparse.Namespace, console: Console, argv: Sequence[str])
 # -- serve ------------------------------------------------------------------------------
 
 def run_serve(options: argparse.Namespace, console: Console, argv: Sequence[str]) -> int:
+    # The fake portal is imported only here (and in demo): every other command starts
+    # without it.
     from .testing import FakePortal
-    from .testing.__main__ import main as serve_main, portal_arguments
+    from .testing.__main__ import add_portal_options, portal_arguments, serve
 
-    # The options were parsed with the same definitions the fake portal's own command
-    # line uses, and that command line runs the server, so both behave alike. Building
-    # an unstarted portal first (cheap: data is generated lazily) reports bad values
-    # here, in this command's words.
+    parser = _Parser(prog=f"{PROG} serve",
+                     description="Run the built-in fake Bitrix24 portal on loopback until "
+                                 "Ctrl-C, as 'python -m bitrix_threaded.testing serve' does.")
+    add_portal_options(parser)
+    served = parser.parse_args(options.portal_args)
+    # Building an unstarted portal first (cheap: records are generated on read) reports
+    # bad values here, in this command's words.
     try:
-        FakePortal(**portal_arguments(options))
+        FakePortal(**portal_arguments(served))
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    rest = list(argv[list(argv).index("serve") + 1:])
-    return serve_main(["serve", *rest])
+    return serve(served)
 
 
 # -- parser and entry point -------------------------------------------------------------
@@ -489,9 +511,11 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser; each subcommand sets ``run`` to its handler."""
-    from .testing.__main__ import add_portal_options
+    """The argument parser; each subcommand sets ``run`` to its handler.
 
+    ``serve`` takes its options unparsed (``portal_args``): they belong to the fake
+    portal's own command line, which is imported only when ``serve`` runs.
+    """
     parser = _Parser(
         prog=PROG,
         description="Export Bitrix24 list methods fast without tripping the portal's limits; "
@@ -569,11 +593,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=run_demo)
 
     serve = commands.add_parser(
-        "serve", help="run the fake portal and print its webhook",
-        description="Run the built-in fake Bitrix24 portal on loopback until Ctrl-C, as "
-                    "'python -m bitrix_threaded.testing serve' does.")
-    add_portal_options(serve)
-    serve.set_defaults(run=run_serve)
+        "serve", help="run the fake portal and print its webhook (serve --help: options)",
+        add_help=False)
+    serve.set_defaults(run=run_serve, portal_args=[])
     return parser
 
 
@@ -582,10 +604,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     console = Console()
     try:
-        options = build_parser().parse_args(args)
+        parser = build_parser()
+        options, rest = parser.parse_known_args(args)
+        if options.command == "serve":
+            options.portal_args = rest
+        elif rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
         with warnings.catch_warnings():
             warnings.showwarning = console.show_warning
-            return options.run(options, console, args)
+            status: int = options.run(options, console, args)
+            return status
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else EXIT_FAILURE
     except UsageError as exc:

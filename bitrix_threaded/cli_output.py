@@ -24,7 +24,8 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import (
-    IO, Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Union,
+    IO, Any, Callable, Dict, FrozenSet, Iterable, Iterator, List, Mapping, Optional, Sequence,
+    Union,
 )
 
 from .errors import BitrixError
@@ -86,6 +87,8 @@ class Output:
         self._label = label
         self._stream: Optional[IO[str]] = None
         self._wrapper: Optional[io.TextIOWrapper] = None
+        #: True once the destination was opened (a file created or truncated).
+        self.opened = False
 
     @property
     def name(self) -> str:
@@ -98,6 +101,7 @@ class Output:
         """The open stream; opens it on the first call. Raises :class:`OutputError`."""
         if self._stream is None:
             self._stream = self._open()
+            self.opened = True
         return self._stream
 
     def _open(self) -> IO[str]:
@@ -179,7 +183,7 @@ class CsvSink:
         self._fields = list(dict.fromkeys(fields))
         self._held: List[Mapping[str, Any]] = []
         self._header: Optional[List[str]] = None
-        self._columns: frozenset = frozenset()
+        self._columns: FrozenSet[str] = frozenset()
         self._writer: Any = None
         self._left_out: Dict[str, int] = {}
         self._flushed_at = time.monotonic()
@@ -287,13 +291,12 @@ class InterruptShield:
         self._depth += 1
         return self
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self._depth -= 1
         if self._depth == 0 and self._pending:
             self._pending = False
             if exc_type is None:
                 raise KeyboardInterrupt
-        return False
 
 
 @dataclass
@@ -310,7 +313,7 @@ class ExportOutcome:
         return self.written / self.seconds if self.seconds > 0 else 0.0
 
 
-def _silence_stdout() -> None:
+def silence_stdout() -> None:
     # After a broken pipe, later flushes of stdout (ours and the interpreter's at exit)
     # would fail again; pointing the descriptor at /dev/null lets them succeed quietly.
     try:
@@ -347,7 +350,7 @@ def export_records(records: Iterable[Any], sink: Sink,
             interrupted = True
         except (BitrixError, OutputError, OSError) as exc:
             if isinstance(exc, BrokenPipeError) and sink.output.path is None:
-                _silence_stdout()
+                silence_stdout()
             error = exc
         finally:
             try:

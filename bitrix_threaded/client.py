@@ -10,14 +10,18 @@ never exceed the portal's limits. Calls may be nested (a progress callback or
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import warnings
 import weakref
 from operator import itemgetter
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import (
+    Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union,
+    cast,
+)
 
-from tqdm import tqdm
+import requests
 
 from .auth import (
     DEFAULT_TOKEN_URL,
@@ -34,7 +38,7 @@ from .driver import drive
 from .encoding import encode_command, normalize
 from .errors import BatchError, ClientClosed, InvalidResponse
 from .limiter import ConcurrencyGate, LeakyBucket, OperatingWindow
-from .methods import list_method
+from .methods import DETECT, list_method
 from .pagination import (
     STRATEGIES,
     IdList,
@@ -45,6 +49,7 @@ from .pagination import (
     is_id_order,
     without_id_order,
 )
+from .progress import progress_bar
 from .retry import RetryPolicy, is_write_method
 from .runner import Runner
 from .shared_limits import SharedLimits
@@ -61,8 +66,16 @@ from .validation import (
 
 log = logging.getLogger("bitrix_threaded")
 
-ItemList = Union[Mapping[str, Any], Sequence[Mapping[str, Any]], None]
+Items = Union[Mapping[str, Any], Iterable[Any], None]
 StrategyChoice = Union[str, type, None]
+
+
+def _item_sequence(items: Any, what: str) -> List[Any]:
+    """``items`` (any iterable but a string) as a list; generators are read once, here."""
+    if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
+        raise TypeError(f"{what} must be a dict or a list (or other iterable) of dicts, "
+                        f"got {type(items).__name__}")
+    return list(items)
 
 
 def _by_key(pairs: List[Tuple[Any, Any]]) -> List[Any]:
@@ -95,9 +108,17 @@ class Bitrix:
     optionally ``access_token``), refreshed through ``oauth_token_url``; rotated tokens
     are passed to ``on_token_refresh(token_set)`` so they can be stored.
 
+    The first ten parameters, up to ``ssl``, may be passed by position in
+    fast_bitrix24's order; every other one is keyword-only.
+
+    ``client``: a ``requests.Session`` used as the template of every worker thread's
+    session: its headers, proxies, certificates, cookies, auth and mounted adapters
+    apply to every request. It stays the caller's to close.
+
     ``ssl``: True to verify certificates, False not to, or a CA bundle path (checked
     to exist); it is applied to every request, so ``REQUESTS_CA_BUNDLE`` in the
-    environment cannot override False or a path.
+    environment cannot override False or a path. With ``client``, True means the
+    template's own ``verify``.
 
     ``timeout``: seconds per connect and per socket read, or a ``(connect, read)``
     pair; ``deadline``: seconds for a whole request, reply included (default: connect
@@ -105,7 +126,10 @@ class Bitrix:
     (64 MiB). Redirects are not followed (see :class:`PortalMoved`), except a same-host
     upgrade from http to https.
 
-    ``verbose``: tqdm progress bars on multi-item calls.
+    ``verbose``: progress bars on multi-item calls and list exports, drawn only where
+    someone watches (standard error is a terminal, or a Jupyter notebook);
+    ``BITRIX_THREADED_PROGRESS=1`` or ``0`` forces them on or off, and
+    ``verbose=False`` turns them off whatever the environment says.
 
     Several processes or hosts: ``shared_limits`` (a ``redis://`` URL or a
     ``redis.Redis`` client; default ``$BITRIX_SHARED_LIMITS``; False: never) makes
@@ -120,7 +144,6 @@ class Bitrix:
     def __init__(
         self,
         webhook: str,
-        *,
         token_func: Optional[Callable[[], str]] = None,
         verbose: bool = True,
         respect_velocity_policy: bool = True,
@@ -128,8 +151,10 @@ class Bitrix:
         requests_per_second: float = 2.0,
         batch_size: int = MAX_BATCH_SIZE,
         operating_time_limit: float = 480.0,
-        operating_window: Optional[float] = None,
+        client: Optional[requests.Session] = None,
         ssl: Union[bool, str] = True,
+        *,
+        operating_window: Optional[float] = None,
         client_id: Optional[str] = None,
         client_secret: Optional[str] = None,
         refresh_token: Optional[str] = None,
@@ -148,6 +173,8 @@ class Bitrix:
     ):
         expect("verbose", verbose, bool)
         expect("respect_velocity_policy", respect_velocity_policy, bool)
+        if client is not None and not isinstance(client, requests.Session):
+            raise TypeError(f"client must be a requests.Session, got {type(client).__name__}")
         check_number("request_pool_size", request_pool_size, integer=True, low=1,
                      inclusive=True)
         check_number("requests_per_second", requests_per_second)
@@ -187,7 +214,8 @@ class Bitrix:
         # Enough workers to spend the bucket's whole burst at once.
         workers = max_workers or min(64, request_pool_size)
         self.transport = Transport(self.credentials, timeout=timeout, verify=ssl,
-                                   deadline=deadline, max_reply_bytes=max_reply_bytes)
+                                   deadline=deadline, max_reply_bytes=max_reply_bytes,
+                                   template=client)
         if isinstance(self.credentials, OAuthRefresher):
             token_url = oauth_token_url
             self.credentials.bind(lambda query: self.transport.get_json(token_url, query))
@@ -201,7 +229,7 @@ class Bitrix:
         # frees time, one minute-bucket (a tenth of the window) at a time.
         span = float(operating_window) if operating_window is not None else \
             float(operating_time_limit) * 1.25
-        self._bars: List[tqdm] = []
+        self._bars: List[Any] = []
         self._bars_lock = threading.Lock()  # guards the bars and the waits announced
         self._announced: Dict[Tuple[str, str], float] = {}
         window_settings = dict(
@@ -323,8 +351,8 @@ class Bitrix:
             bar.set_postfix_str(f"{reason} ({shown})", refresh=True)
 
     @contextlib.contextmanager
-    def _bar(self, **kwargs: Any) -> Iterator[tqdm]:
-        bar = tqdm(leave=False, **kwargs)
+    def _bar(self, *, total: Optional[int], desc: str, unit: str) -> Iterator[Any]:
+        bar = progress_bar(total, desc, unit)
         with self._bars_lock:
             self._bars.append(bar)
         try:
@@ -347,28 +375,51 @@ class Bitrix:
         )
 
     # -- calls ---------------------------------------------------------------------------
-    def call(self, method: str, item_list: ItemList = None, *, raw: bool = False) -> Any:
+    def call(
+        self,
+        method: str,
+        items: Items = None,
+        *,
+        raw: bool = False,
+        item_list: Items = None,
+    ) -> Any:
         """Call ``method`` once, or once per item of a list.
 
-        * ``item_list`` a dict (or None): one call; returns its ``result``.
-        * ``item_list`` a list/tuple of dicts: one command per item, sent in batches;
-          returns a tuple of results in input order. If any command fails, raises
-          :class:`BatchError` listing every failure with the successful results in
-          ``.results``.
-        * ``raw=True``: one unbatched JSON call with ``item_list`` sent as given; returns
-          the whole reply envelope (``result``, ``time``, ``total``, ``next``...).
+        * ``items`` a dict (or None): one call; returns its ``result``.
+        * ``items`` a list, tuple, generator or other iterable of dicts: one command
+          per item, sent in batches; returns a tuple of results in input order. If any
+          command fails, raises :class:`BatchError` listing every failure with the
+          successful results in ``.results``.
+        * ``raw=True``: one unbatched JSON call with ``items`` sent as given (a dict,
+          or a list for methods that take positional parameters); returns the whole
+          reply envelope (``result``, ``time``, ``total``, ``next``...).
+
+        ``item_list`` is the former name of ``items`` (deprecated).
         """
+        if item_list is not None:
+            if items is not None:
+                raise TypeError("pass items or item_list (its former name), not both")
+            warnings.warn("call(item_list=...) is deprecated; the argument is now 'items'",
+                          DeprecationWarning, stacklevel=2)
+            items = item_list
         name = check_method(method)
         expect("raw", raw, bool)
         if raw:
-            if item_list is not None and not isinstance(item_list, Mapping):
-                raise TypeError("with raw=True, item_list must be a dict or None")
+            payload: Any = items
+            if payload is not None and not isinstance(payload, Mapping):
+                payload = _item_sequence(payload, "with raw=True, items")
+            elif payload is not None:
+                payload = dict(payload)
+            try:
+                json.dumps(payload)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"with raw=True, items must be JSON-serializable: {exc}") from None
             with self._call() as token:
                 return self._runner.request(
-                    name, dict(item_list or {}), write=is_write_method(name), token=token
+                    name, payload, write=is_write_method(name), token=token
                 ).data
-        if item_list is None or isinstance(item_list, Mapping):
-            params = check_params(item_list)
+        if items is None or isinstance(items, Mapping):
+            params = check_params(items)
             payload = normalize(params)
             with self._call() as token:
                 reply = self._runner.request(name, payload, write=is_write_method(name),
@@ -379,13 +430,10 @@ class Bitrix:
                     method=name,
                 )
             return reply.data["result"]
-        if isinstance(item_list, (str, bytes)) or not isinstance(item_list, Sequence):
-            raise TypeError(
-                f"item_list must be a dict or a list of dicts, got {type(item_list).__name__}"
-            )
+        listed = _item_sequence(items, "items")
         commands = []
-        for i, item in enumerate(item_list):
-            command = Command(name, check_params(item, where=f"item_list[{i}]"))
+        for i, item in enumerate(listed):
+            command = Command(name, check_params(item, where=f"items[{i}]"))
             command.text  # encoded once, here: bad values raise before any request
             commands.append(command)
         results = self._run(commands, desc=name)
@@ -451,6 +499,8 @@ class Bitrix:
         chunk = [(i, Command(batch.labels[name])) for i, name in enumerate(order)]
         results, failures = split_reply(parse_batch_reply(reply.data), chunk,
                                         label=order.__getitem__)
+        for failure in failures:
+            self.transport.scrub(failure.error)
         by_label = {order[i]: value for i, value in sorted(results.items())}
         if failures:
             error = BatchError(failures, results, total=len(order), method="batch")
@@ -461,18 +511,20 @@ class Bitrix:
     def get_by_ID(
         self,
         method: str,
-        ID_list: Sequence[Union[int, str]],
+        ID_list: Iterable[Union[int, str]],
         ID_field_name: str = "ID",
         params: Optional[Mapping[str, Any]] = None,
     ) -> Dict[Union[int, str], Any]:
         """Call ``method`` (e.g. ``crm.deal.get``) once per ID; returns ``{ID: result}``.
 
-        The dict keeps the order of ``ID_list`` (duplicates are fetched once); failures
-        raise :class:`BatchError`. ``params`` are added to every command.
+        ``ID_list`` is any iterable of IDs (a generator is read once). The dict keeps
+        its order and the IDs as given (``1`` and ``"1"`` are different keys;
+        duplicates are fetched once); failures raise :class:`BatchError`. ``params``
+        are added to every command.
         """
         name = check_method(method)
-        if isinstance(ID_list, (str, bytes)) or not isinstance(ID_list, Sequence):
-            raise TypeError("ID_list must be a list of IDs")
+        if isinstance(ID_list, (str, bytes, Mapping)) or not isinstance(ID_list, Iterable):
+            raise TypeError("ID_list must be a list (or other iterable) of IDs")
         expect("ID_field_name", ID_field_name, str)
         extra = dict(check_params(params))
         ids: List[Union[int, str]] = []
@@ -523,7 +575,9 @@ class Bitrix:
                 warnings.warn(f"{reply.method} is not a list method: get_all() returns its "
                               "result unchanged (use call() for single calls)",
                               BitrixWarning, stacklevel=2)
-                return reply.result
+                # Returned unchanged, as fast_bitrix24 does; typed as the usual list so
+                # callers of list methods need no narrowing.
+                return cast(List[Any], reply.result)
         return _by_key(pairs)
 
     def iter_all(
@@ -636,20 +690,29 @@ class Bitrix:
         """``{ID: record}`` for every record of ``method_branch`` (e.g. ``"crm.deal"``).
 
         Lists the IDs with ``<branch>.list`` (ID ranges, ``select`` of the ID only),
-        then fetches each record with ``<branch>.get``, as fast_bitrix24 does.
+        then fetches each record with ``<branch>.get``, as fast_bitrix24 does. With the
+        default ``ID_field_name``, families that name the ID otherwise are handled:
+        ``list_and_get("tasks.task")`` reads ``id`` from the list and passes
+        ``taskId`` to ``tasks.task.get``.
         """
         branch = check_method(method_branch)
         expect("ID_field_name", ID_field_name, str)
+        described = list_method(f"{branch}.list")
+        key, param = ID_field_name, ID_field_name
+        if ID_field_name == "ID":
+            if described.record_id not in (None, DETECT):
+                key = described.record_id
+            param = described.get_id_param
         listed = self.get_all(f"{branch}.list", {"select": [ID_field_name]})
         ids = []
         for record in listed:
-            value = record.get(ID_field_name) if isinstance(record, Mapping) else None
+            value = record.get(key) if isinstance(record, Mapping) else None
             if value is None:
                 raise InvalidResponse("INVALID_RESPONSE",
-                                      f"a listed record has no {ID_field_name!r}",
+                                      f"a listed record has no {key!r}",
                                       method=f"{branch}.list")
             ids.append(value)
-        return self.get_by_ID(f"{branch}.get", ids, ID_field_name)
+        return self.get_by_ID(f"{branch}.get", ids, param)
 
     @contextlib.contextmanager
     def slow(self, max_concurrent_requests: int = 1) -> Iterator["Bitrix"]:
@@ -686,7 +749,7 @@ def _app_identity(credentials: Credentials) -> Tuple[str, ...]:
     return ("token", type(credentials).__name__)
 
 
-def _advance(bar: tqdm, n: int) -> None:
+def _advance(bar: Any, n: int) -> None:
     """Count ``n`` more; records flowing again clear a waiting notice."""
     if getattr(bar, "postfix", None):
         bar.set_postfix_str("", refresh=False)

@@ -40,8 +40,8 @@ def drive(
     # Each plan with whether its retry delay was already waited (the part of a plan
     # that did not fit the operating-time budget comes back ready to go).
     queue: Deque[Tuple[Plan, bool]] = deque((plan, False) for plan in strategy.initial())
-    running: Dict[Future, Plan] = {}
-    stop: Future = Future()
+    running: Dict[Future[Any], Plan] = {}
+    stop: Future[Any] = Future()
 
     def wake() -> None:
         try:

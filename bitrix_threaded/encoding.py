@@ -75,7 +75,7 @@ def _path(prefix: str | None, key: str) -> str:
 def _key(key: object, prefix: str | None) -> str:
     # bool is an int subclass, but True/False as keys is almost surely a bug.
     if type(key) is str:
-        return key  # type: ignore[return-value]
+        return key
     if isinstance(key, str):
         return str.__str__(key)
     if isinstance(key, int) and not isinstance(key, bool):
@@ -147,7 +147,8 @@ def normalize(params: Mapping[str, Any]) -> dict[str, Any]:
     """
     if not isinstance(params, Mapping):
         raise TypeError(f"params must be a mapping, not {type(params).__name__}")
-    return _normalize_value(params, None)
+    normalized: dict[str, Any] = _normalize_value(params, None)
+    return normalized
 
 
 def php_float(value: float) -> str:

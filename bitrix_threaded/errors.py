@@ -79,7 +79,7 @@ def _headline(code: str, description: str) -> str:
     return code or description or "(no error code)"
 
 
-def _restore(cls: type[BitrixError], args: tuple, state: dict) -> BitrixError:
+def _restore(cls: type[BitrixError], args: tuple[Any, ...], state: dict[str, Any]) -> BitrixError:
     # Bypasses __init__, whose signature differs between subclasses.
     err = cls.__new__(cls)
     err.args = args
@@ -103,7 +103,7 @@ class BitrixError(Exception):
         *,
         status: int | None = None,
         method: str | None = None,
-        extra: dict | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(code, description)
         self.code = code
@@ -127,7 +127,7 @@ class BitrixError(Exception):
             f"status={self.status!r}, method={self.method!r})"
         )
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         return (_restore, (type(self), self.args, dict(self.__dict__)))
 
 
@@ -148,7 +148,7 @@ class TransportError(BitrixError):
         *,
         status: int | None = None,
         method: str | None = None,
-        extra: dict | None = None,
+        extra: dict[str, Any] | None = None,
         executed: bool | None = None,
         retryable: bool = True,
     ) -> None:
@@ -191,7 +191,7 @@ class PortalMoved(BitrixError):
         *,
         status: int | None = None,
         method: str | None = None,
-        extra: dict | None = None,
+        extra: dict[str, Any] | None = None,
         location: str = "",
     ) -> None:
         super().__init__(code, description, status=status, method=method, extra=extra)
@@ -208,7 +208,7 @@ class InvalidResponse(BitrixError):
         *,
         status: int | None = None,
         method: str | None = None,
-        extra: dict | None = None,
+        extra: dict[str, Any] | None = None,
         snippet: str = "",
     ) -> None:
         super().__init__(code, description, status=status, method=method, extra=extra)
@@ -233,7 +233,7 @@ class OperationTimeLimit(BitrixError):
         *,
         status: int | None = None,
         method: str | None = None,
-        extra: dict | None = None,
+        extra: dict[str, Any] | None = None,
         reset_at: float | None = None,
     ) -> None:
         super().__init__(code, description, status=status, method=method, extra=extra)
@@ -436,7 +436,7 @@ _BY_CODE: dict[str, type[BitrixError]] = {
 
 # Legacy CRM handlers answer {"error": "", "error_description": TEXT}; the
 # trailing period varies between versions, so it is stripped before matching.
-_BY_LEGACY_TEXT: tuple[tuple[re.Pattern, type[BitrixError]], ...] = (
+_BY_LEGACY_TEXT: tuple[tuple[re.Pattern[str], type[BitrixError]], ...] = (
     (re.compile(r"not found"), NotFound),
     (re.compile(r"access denied"), AccessDenied),
     (re.compile(r"id is not defined or invalid"), InvalidArgument),
@@ -479,7 +479,7 @@ def reply_snippet(payload: object) -> str:
     return text[:SNIPPET_LENGTH]
 
 
-def _reset_at(payload: Mapping) -> float | None:
+def _reset_at(payload: Mapping[str, Any]) -> float | None:
     time_block = payload.get("time")
     if not isinstance(time_block, Mapping):
         return None

@@ -43,6 +43,8 @@ class ListMethod:
     ``positional``: the server reads the arguments by position, so their order must be
     kept exactly (legacy ``task.*`` methods). ``refused``: why ``get_all`` cannot page
     this method, and what to call instead. ``doc``: the documentation page.
+    ``get_method``: the matching ``.get`` method, which takes the ID in
+    ``get_id_param``.
     """
 
     name: str
@@ -50,6 +52,7 @@ class ListMethod:
     record_id: Optional[str] = "ID"
     items_key: Optional[str] = None
     get_method: Optional[str] = None
+    get_id_param: str = "ID"
     start_minus_one: bool = True
     filter_param: str = "filter"
     order_param: str = "order"
@@ -212,8 +215,10 @@ _FAMILIES: List[ListMethod] = [
                items_key="productRows",
                doc=f"{_CRM}/universal/product-rows/crm-item-productrow-list.md"),
     # Tasks
+    # tasks.task.get takes the ID as taskId (api-reference/tasks/tasks-task-get.md).
     ListMethod("tasks.task.list", filter_id="ID", record_id="id", items_key="tasks",
-               get_method="tasks.task.get", doc="api-reference/tasks/tasks-task-list.md"),
+               get_method="tasks.task.get", get_id_param="taskId",
+               doc="api-reference/tasks/tasks-task-list.md"),
     _positional("task.elapseditem.getlist",
                 "api-reference/tasks/elapsed-item/task-elapsed-item-get-list.md"),
     _positional("task.commentitem.getlist",

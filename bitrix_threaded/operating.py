@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import threading
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from . import _checks
 from .cancel import CancelToken
@@ -376,7 +376,7 @@ class OperatingWindow:
         finally:
             self.release(ticket)
 
-    def snapshot(self) -> dict[str, dict]:
+    def snapshot(self) -> dict[str, dict[str, Any]]:
         """A copy of each method's state, with times as seconds from now (for logs/tests)."""
         states = self._store.snapshot()
         now = self._store.now()
@@ -449,7 +449,8 @@ class OperatingWindow:
                     kept.append(entry)
             state.spent = kept
 
-    def _leaves_at(self, state: MethodState, entry: tuple) -> float | None:
+    def _leaves_at(self, state: MethodState, entry: tuple[float, float, float]
+                   ) -> float | None:
         """Server time by which a logged command has left the window; None when the
         last report may already have left it out (then it is not counted down)."""
         earliest, latest, _ = entry

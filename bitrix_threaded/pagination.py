@@ -36,7 +36,7 @@ import abc
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .batch import Command, command_label
 from .errors import BitrixError, CommandFailure, InvalidResponse
@@ -92,7 +92,8 @@ def _int_id(value: Any) -> Optional[int]:
     """A record ID as an int: legacy methods send ``"410"``, newer ones ``410``."""
     kind = type(value)
     if kind is int:
-        return value
+        number: int = value
+        return number
     if kind is str:
         try:
             return int(value)
@@ -282,7 +283,7 @@ class OffsetPages(Strategy):
 
     def __init__(self, method: ListMethod, params: Mapping[str, Any], batch_size: int = 50):
         super().__init__(method, params, batch_size)
-        self._seen: set = set()
+        self._seen: Set[Any] = set()
         self._key: Any = None      # the record's ID key, or a tuple of fields
         self._keyed = False        # whether _key has been decided (first records seen)
         self._step = PAGE
@@ -534,9 +535,9 @@ class IdRanges(Strategy):
         if even and rng.left is not None:
             share = rng.left / pieces
             guess = min(self.batch_size, math.ceil(share * 1.1 / PAGE) + 1)
-            bounds = [lo + round((hi - lo) * k / pieces) for k in range(pieces + 1)]
+            even_bounds = [lo + round((hi - lo) * k / pieces) for k in range(pieces + 1)]
             work = []
-            for a, b in zip(bounds, bounds[1:]):
+            for a, b in zip(even_bounds, even_bounds[1:]):
                 if b > a:
                     new = self._new_range(a, b)
                     self._ranges[new].guess = guess
@@ -740,7 +741,7 @@ class IdList(Strategy):
         self.ids = unique
         self._wanted = seen
         self.total = len(unique)
-        self.found: set = set()
+        self.found: Set[Any] = set()
 
     def initial(self) -> List[Plan]:
         key = f"@{self.method.filter_id}"

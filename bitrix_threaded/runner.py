@@ -63,7 +63,7 @@ from .limiter import ConcurrencyGate, LeakyBucket, OperatingWindow
 from .operating import BUDGET
 from .paging import cost_class
 from .retry import RetryPolicy, RetryState, is_write_method
-from .transport import Reply, Transport
+from .transport import Payload, Reply, Transport
 
 log = logging.getLogger("bitrix_threaded")
 
@@ -147,11 +147,11 @@ class Runner:
     def in_worker(self) -> bool:
         return getattr(self._local, "worker", False)
 
-    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` on the pool, or inline (as a done future) inside a
         worker."""
         if self.in_worker:
-            future: Future = Future()
+            future: Future[Any] = Future()
             try:
                 future.set_result(fn(*args, **kwargs))
             except BaseException as exc:  # delivered through the future, like the pool does
@@ -183,7 +183,7 @@ class Runner:
     def request(
         self,
         method: str,
-        payload: Optional[Mapping[str, Any]],
+        payload: Payload,
         *,
         write: bool,
         batch: Optional[BatchRequest] = None,
@@ -250,7 +250,7 @@ class Runner:
     def _send_once(
         self,
         method: str,
-        payload: Optional[Mapping[str, Any]],
+        payload: Payload,
         counts: Mapping[Any, int],
         batch: Optional[BatchRequest],
         own_class: int,
@@ -368,6 +368,8 @@ class Runner:
             return outcome
         parsed = parse_batch_reply(reply.data)
         results, failures = split_reply(parsed, chunk)
+        for failure in failures:
+            self.transport.scrub(failure.error)
         index_of = {label: i for label, (i, _) in zip(labels, chunk)}
         totals = {index_of[label]: n for label, n in parsed.totals.items() if label in index_of}
         return BatchOutcome(results, failures, totals, rest=rest)
@@ -422,8 +424,8 @@ class Runner:
         final: Dict[int, CommandFailure] = {}
         states: Dict[int, RetryState] = {}
         pending = list(range(len(commands)))
-        running: Dict[Future, List[Tuple[int, Command]]] = {}
-        stop: Future = Future()
+        running: Dict[Future[Any], List[Tuple[int, Command]]] = {}
+        stop: Future[Any] = Future()
         unregister = token.on_cancel(lambda: _resolve(stop))
         interrupt: Optional[BaseException] = None
         try:
@@ -489,7 +491,8 @@ class Runner:
             progress(finished)
         return delay
 
-    def _stop(self, commands: Sequence[Command], running: Dict[Future, List[Tuple[int, Command]]],
+    def _stop(self, commands: Sequence[Command],
+              running: Dict[Future[Any], List[Tuple[int, Command]]],
               results: Dict[int, Any], final: Dict[int, CommandFailure],
               states: Dict[int, RetryState], progress: Optional[Progress],
               method: Optional[str], token: CancelToken,
@@ -548,7 +551,7 @@ def _failed(chunk: Sequence[Tuple[int, Command]], labels: Sequence[str],
     return BatchOutcome({}, failures, {}, request_failed=True)
 
 
-def _resolve(future: Future) -> None:
+def _resolve(future: Future[Any]) -> None:
     try:
         future.set_result(None)
     except Exception:  # already resolved: a second cancellation

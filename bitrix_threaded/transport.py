@@ -39,7 +39,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -61,11 +61,15 @@ from .errors import (
     ServerError,
     error_from_reply,
 )
+from .sessions import worker_session
 from .watchdog import WATCHDOG
 
 log = logging.getLogger("bitrix_threaded")
 
 Timeout = Union[float, Tuple[float, float]]
+# A request body: named parameters (a JSON object), or positional ones (a JSON array,
+# which some legacy methods take, e.g. ``task.checklistitem.add``), or nothing.
+Payload = Union[Mapping[str, Any], Sequence[Any], None]
 DEFAULT_TIMEOUT: Tuple[float, float] = (10.0, 120.0)
 #: The largest decoded reply accepted. A batch of 50 full list pages of wide CRM
 #: records is a few MB; 64 MiB leaves a wide margin and still bounds memory.
@@ -92,7 +96,7 @@ class Reply:
     size: int
 
 
-def _json_dumps(payload: Mapping[str, Any]) -> bytes:
+def _json_dumps(payload: Any) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
@@ -164,6 +168,10 @@ class Transport:
     ``timeout`` is seconds per connect and per socket read, or a ``(connect, read)``
     pair; ``deadline`` bounds a whole request, reply body included (default:
     :func:`default_deadline`); ``max_reply_bytes`` caps a reply's decoded size.
+    ``template``: the caller's ``requests.Session`` whose settings every worker
+    session copies (see :mod:`.sessions`); with it, ``verify=True`` means the
+    template's own ``verify``. Adapters the template mounts itself are used as they
+    are, without this module's deadline-aware connections.
     Arguments are validated by the client; the transport trusts them.
     """
 
@@ -176,6 +184,7 @@ class Transport:
         pool_size: int = 2,
         deadline: Optional[float] = None,
         max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+        template: Optional[requests.Session] = None,
     ):
         self.credentials = credentials
         self.timeout = timeout
@@ -183,8 +192,10 @@ class Transport:
         self.deadline = float(deadline) if deadline is not None else default_deadline(timeout)
         self.max_reply_bytes = max_reply_bytes
         self._pool_size = pool_size
+        self._template = template
         self._local = threading.local()
-        self._sessions: List[requests.Session] = []
+        # Each worker session with the adapters it owns (a template's are the caller's).
+        self._sessions: List[Tuple[requests.Session, List[Any]]] = []
         self._lock = threading.Lock()
         self._closed = False
         # (http origin, https origin) once the portal upgraded a request to TLS: later
@@ -197,37 +208,38 @@ class Transport:
             raise RuntimeError("the client is closed")
         session = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
-            adapter = _Adapter(
-                pool_connections=1, pool_maxsize=self._pool_size, max_retries=0
+            session, owned = worker_session(
+                self._template, verify=self.verify,
+                new_adapter=lambda: _Adapter(
+                    pool_connections=1, pool_maxsize=self._pool_size, max_retries=0
+                ),
+                # Only encodings this module inflates itself, under the size cap.
+                headers={"User-Agent": f"bitrix_threaded/{__version__}",
+                         "Accept-Encoding": "gzip, deflate"},
             )
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            session.headers["User-Agent"] = f"bitrix_threaded/{__version__}"
-            # Only encodings this module inflates itself, under the size cap.
-            session.headers["Accept-Encoding"] = "gzip, deflate"
             with self._lock:
                 if self._closed:
-                    session.close()
+                    _close(owned)
                     raise RuntimeError("the client is closed")
-                self._sessions.append(session)
+                self._sessions.append((session, owned))
             self._local.session = session
-        return session
+        result: requests.Session = session
+        return result
 
     def close(self) -> None:
         """Close every session; later requests raise RuntimeError."""
         with self._lock:
             self._closed = True
             sessions, self._sessions = self._sessions, []
-        for session in sessions:
-            session.close()
+        for _, owned in sessions:
+            _close(owned)
 
     @property
     def closed(self) -> bool:
         return self._closed
 
     # -- requests ---------------------------------------------------------------------
-    def post(self, method: str, payload: Optional[Mapping[str, Any]] = None) -> Reply:
+    def post(self, method: str, payload: Payload = None) -> Reply:
         """POST ``payload`` as JSON to ``method`` (authenticated) and return the envelope.
 
         Raises a BitrixError subclass: the portal's own error (``error_from_reply``),
@@ -236,9 +248,15 @@ class Transport:
         :class:`PortalMoved` for a redirect, or a :class:`TransportError` when no
         reply arrived in time.
         """
-        body: Dict[str, Any] = dict(payload or {})
-        body.update(self.credentials.auth_params())
-        data = _json_dumps(body)
+        auth = self.credentials.auth_params()
+        query: Optional[Dict[str, str]] = None
+        if payload is None or isinstance(payload, Mapping):
+            data = _json_dumps({**(payload or {}), **auth})
+        else:
+            # An array body has no room for named parameters: the token (OAuth only)
+            # goes in the query string, where the portal reads it too.
+            data = _json_dumps(list(payload))
+            query = auth or None
         url = self.credentials.method_url(method)
         upgrade = self._upgrade
         if upgrade is not None and url.startswith(upgrade[0] + "/"):
@@ -249,9 +267,11 @@ class Transport:
             return session.post(
                 target,
                 data=data,
+                params=query,
                 headers={"Content-Type": "application/json; charset=utf-8"},
                 timeout=self.timeout,
-                verify=self.verify,
+                # The worker session's own: ssl=, or a template's verify.
+                verify=session.verify,
                 stream=True,
                 allow_redirects=False,
             )
@@ -273,7 +293,7 @@ class Transport:
                 target,
                 params=query,
                 timeout=self.timeout,
-                verify=self.verify,
+                verify=session.verify,
                 stream=True,
                 allow_redirects=False,
             )
@@ -368,7 +388,8 @@ class Transport:
         read1 = getattr(raw, "read1", None) or raw.read
 
         def read(size: int) -> bytes:
-            return read1(size, decode_content=False)
+            chunk: bytes = read1(size, decode_content=False)
+            return chunk
 
         status = response.status_code
         try:
@@ -420,6 +441,14 @@ class Transport:
         log.debug("%s: HTTP %s, %d bytes, %.3f s", method, status, len(raw), elapsed)
         return Reply(status=status, data=data, elapsed=elapsed, size=len(raw))
 
+    def scrub(self, err: BitrixError) -> BitrixError:
+        """``err`` with every secret masked in each text it carries (in place).
+
+        For errors built outside the transport from a reply's content, such as the
+        per-command errors of a batch, whose descriptions the server may have made
+        from the request."""
+        return self._scrub(err)
+
     def _scrub(self, err: BitrixError) -> BitrixError:
         """``err`` with every secret masked in each text it carries."""
         redact = self.credentials.redact
@@ -447,3 +476,10 @@ def _redact_value(value: Any, redact: Callable[[str], str]) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(_redact_value(v, redact) for v in value)
     return value
+
+
+def _close(adapters: List[Any]) -> None:
+    # Closing a worker session means closing the adapters it owns; requests' own
+    # Session.close() would also close the caller's template adapters.
+    for adapter in adapters:
+        adapter.close()

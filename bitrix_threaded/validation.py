@@ -10,7 +10,7 @@ import math
 import os
 import re
 import warnings
-from typing import Any, Mapping, Tuple, Union, get_args, get_origin
+from typing import Any, Mapping, Set, Tuple, Union, get_args, get_origin
 
 from typeguard import TypeCheckError, check_type
 
@@ -42,9 +42,9 @@ def _numbers_only(hint: Any) -> bool:
             and not args & {bool, Any, object})
 
 
-def _flat(hint: Any) -> set:
+def _flat(hint: Any) -> Set[Any]:
     if get_origin(hint) is Union:
-        found: set = set()
+        found: Set[Any] = set()
         for arg in get_args(hint):
             found |= _flat(arg)
         return found

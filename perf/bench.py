@@ -48,8 +48,10 @@ MARK_END = "<!-- results:end -->"
 def library_env() -> Dict[str, str]:
     """The environment for processes that import bitrix_threaded (portal, contenders)."""
     env = dict(os.environ)
-    if LIBRARY["root"] != ROOT:
-        env["PYTHONPATH"] = str(LIBRARY["root"])
+    # Always first on the path: an installed copy elsewhere (another checkout's editable
+    # install) must not be what gets measured.
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(LIBRARY["root"]), os.environ.get("PYTHONPATH", "")) if p)
     return env
 
 

@@ -9,6 +9,7 @@ secrets, including rotated-away ones), in any of the forms it takes on the wire.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -43,6 +44,7 @@ def no_secret_leaks(monkeypatch):
     original_init = client_module.Bitrix.__init__
     original_error_init = errors_module.BitrixError.__init__
 
+    @functools.wraps(original_init)
     def init(self, *args, **kwargs):
         clients.append((self, time.time()))
         original_init(self, *args, **kwargs)

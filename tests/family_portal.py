@@ -198,7 +198,8 @@ class FamilyPortal:
 
     @property
     def webhook(self) -> str:
-        host, port = self._server.server_address[:2]
+        address: Any = self._server.server_address
+        host, port = address[:2]
         return f"http://{host}:{port}/rest/1/{TOKEN}/"
 
     # -- data ------------------------------------------------------------------------
@@ -316,14 +317,16 @@ class FamilyPortal:
                 if is_id and (family.ignores_in or family.name in self.ignoring_in):
                     continue
                 values = {_number(v) for v in (wanted if isinstance(wanted, list) else [wanted])}
-                tests.append(lambda r, f=field, v=values: _number(r[f]) in v)
+                tests.append(lambda r, f=field, v=values: _number(r[f]) in v)  # type: ignore[misc]
                 continue
             number = _number(wanted)
             compare = _COMPARE[op]
             if number is not None:
-                tests.append(lambda r, f=field, b=number, c=compare: c(_number(r[f]), b))
+                tests.append(lambda r, f=field, b=number, c=compare:  # type: ignore[misc]
+                             c(_number(r[f]), b))
             else:
-                tests.append(lambda r, f=field, b=str(wanted), c=compare: c(str(r[f]), b))
+                tests.append(lambda r, f=field, b=str(wanted), c=compare:  # type: ignore[misc]
+                             c(str(r[f]), b))
         return lambda record: all(test(record) for test in tests)
 
     def _sorted(self, family: Family, records: List[Dict[str, Any]], order: Any,
@@ -340,7 +343,8 @@ class FamilyPortal:
         if records and field is None:
             raise ValueError(f"Unknown field definition '{name}'")
         reverse = str(direction).upper() == "DESC"
-        return sorted(records, key=lambda r: _number(r[field]) if field else 0, reverse=reverse)
+        return sorted(records, key=lambda r: _number(r[field]) if field else 0,  # type: ignore
+                      reverse=reverse)
 
 
 class _Handler(BaseHTTPRequestHandler):

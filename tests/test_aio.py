@@ -382,7 +382,9 @@ def test_async_token_func_failure_is_an_auth_error_without_its_text(fake_portal)
     assert err.__context__ is None or err.__suppress_context__
 
 
-def test_progress_bars_follow_the_sync_rules(fake_portal, capsys):
+def test_progress_bars_follow_the_sync_rules(fake_portal, capsys, monkeypatch):
+    # Captured stderr is no terminal: force bars on, as BITRIX_THREADED_PROGRESS=1 does.
+    monkeypatch.setenv("BITRIX_THREADED_PROGRESS", "1")
     deal_ids = fake_portal.ids("deal")
 
     def bars(run):

@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,7 +22,7 @@ from typing import Any, Dict, List, Optional
 import pytest
 import requests
 
-from bitrix_threaded import InvalidCredentials, __version__
+from bitrix_threaded import Bitrix, InvalidCredentials, __version__
 from bitrix_threaded.cli import main, merge_filters, merge_select
 from bitrix_threaded.cli_output import (
     CsvSink, InterruptShield, JsonLinesSink, Output, export_records,
@@ -517,7 +518,8 @@ def test_serve_prints_a_webhook_that_works(capsys, tmp_path):
     assert server.returncode == 0, err
 
 
-def test_output_closed_by_its_reader(portal):
+def test_output_closed_by_its_reader_is_a_quiet_end(portal):
+    # Like any Unix filter: `| head -1` closing the pipe is a normal end, status 0.
     export = cli_process("export", "crm.deal.list",
                          env={**os.environ, "BITRIX_WEBHOOK": portal.webhook})
     first = json.loads(export.stdout.readline())
@@ -525,8 +527,105 @@ def test_output_closed_by_its_reader(portal):
     err = export.stderr.read()
     export.wait(timeout=SUBPROCESS_TIMEOUT)
     assert first["ID"]
-    line = assert_clean_failure(export.returncode, 1, "", err, token_of(portal.webhook))
-    assert "standard output was closed by its reader (broken pipe)" in line
+    assert export.returncode == 0, err
+    assert err == ""
+
+
+def test_call_output_closed_by_its_reader_is_a_quiet_end(portal):
+    items = json.dumps([{"ID": i} for i in portal.ids("deal")[:150]])
+    call = cli_process("call", "crm.deal.get", "--params", items,
+                       env={**os.environ, "BITRIX_WEBHOOK": portal.webhook})
+    assert call.stdout.readline().strip() == "["
+    call.stdout.close()
+    err = call.stderr.read()
+    call.wait(timeout=SUBPROCESS_TIMEOUT)
+    assert call.returncode == 0, err
+    assert err == ""
+
+
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("head") is None,
+                    reason="needs a POSIX shell with head")
+def test_export_piped_into_head_exits_zero_quietly(portal):
+    script = (f'"{sys.executable}" -m bitrix_threaded export crm.deal.list | head -2; '
+              'echo "status ${PIPESTATUS[0]}" >&2')
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                          timeout=SUBPROCESS_TIMEOUT,
+                          env={**os.environ, "BITRIX_WEBHOOK": portal.webhook})
+    assert len(done.stdout.splitlines()) == 2
+    assert done.stderr.strip() == "status 0"
+
+
+def test_interrupted_before_the_first_record_says_nothing_was_written(
+        webhook, capsys, tmp_path, monkeypatch):
+    target = tmp_path / "deals.jsonl"
+
+    def interrupted(self, *args, **kwargs):
+        def records():
+            raise KeyboardInterrupt
+            yield  # a generator, as iter_all returns
+        return records()
+
+    monkeypatch.setattr(Bitrix, "iter_all", interrupted)
+    code, out, err = cli(capsys, "export", "crm.deal.list", "-o", str(target))
+    assert code == 130
+    assert not target.exists()
+    assert err.strip() == (f"bitrix-threaded: interrupted before the first record: nothing "
+                           f"was written ({target} was not touched)")
+    code, out, err = cli(capsys, "export", "crm.deal.list")
+    assert code == 130 and out == ""
+    assert err.strip() == "bitrix-threaded: interrupted before the first record: nothing " \
+                          "was written"
+
+
+def test_call_to_an_unreachable_portal(capsys):
+    url = f"http://127.0.0.1:{closed_port()}/rest/1/s3cr3tvalue/"
+    code, out, err = cli(capsys, "call", "crm.deal.get", "--params", '{"ID": 1}',
+                         "--webhook", url, "--retries", "0")
+    line = assert_clean_failure(code, 1, out, err, "s3cr3tvalue")
+    assert "cannot reach the portal" in line
+
+
+def test_commands_other_than_serve_and_demo_never_import_the_fake_portal():
+    probe = ("import sys\n"
+             "from bitrix_threaded.cli import build_parser, main\n"
+             "assert main(['--version']) == 0\n"
+             "build_parser().parse_known_args(['export', 'crm.deal.list'])\n"
+             "main(['export', 'crm.deal.list', '--webhook', 'not a url'])\n"
+             "loaded = [m for m in sys.modules if m.startswith('bitrix_threaded.testing')]\n"
+             "print('loaded:' + ','.join(loaded))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=SUBPROCESS_TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "loaded:"
+
+
+def test_serve_help_describes_every_option(capsys):
+    code, out, _ = cli(capsys, "serve", "--help")
+    assert code == 0
+    assert out.startswith("usage: bitrix-threaded serve")
+    from bitrix_threaded.testing.__main__ import build_parser
+
+    serve = build_parser()._subparsers._group_actions[0].choices["serve"]
+    for action in serve._actions:
+        assert action.help, action.option_strings
+        for option in action.option_strings:
+            assert option in out
+
+
+def test_serve_defaults_and_banner():
+    from bitrix_threaded.testing.__main__ import banner, build_parser, portal_arguments
+
+    options = build_parser().parse_args(["serve"])
+    with FakePortal(**{**portal_arguments(options), "profile": "instant",
+                       "limits": True}) as served:
+        lines = banner(served)
+        webhook = served.webhook
+    text = "\n".join(lines)
+    assert lines[1] == f"webhook: {webhook}"
+    assert ("10,000 deals, 2,000 leads, 5,000 contacts, 1,000 companies, 5,000 tasks, "
+            "50 users") in text
+    assert "50 requests at once, then 2/s" in text
+    assert "480 s of operating time per method per 600 s" in text
 
 
 def test_demo_runs_as_documented():

@@ -57,7 +57,7 @@ def sent_json(call) -> dict:
     return json.loads(call.request.body)
 
 
-def batch_reply(request, results: dict, errors=None):
+def batch_reply(request, results, errors=None):
     """A batch envelope answering every label of the request from ``results(label, query)``."""
     body = json.loads(request.body)
     out, errs = {}, {}
@@ -68,8 +68,9 @@ def batch_reply(request, results: dict, errors=None):
             errs[label] = {"error": value.args[0], "error_description": value.args[1]}
         else:
             out[label] = value
-    envelope = {"result": {"result": out or [], "result_error": errs or [], "result_total": [],
-                           "result_next": [], "result_time": []}, "time": {}}
+    envelope: dict = {"result": {"result": out or [], "result_error": errs or [],
+                                 "result_total": [], "result_next": [], "result_time": []},
+                      "time": {}}
     return 200, {}, json.dumps(envelope)
 
 
@@ -91,7 +92,8 @@ def batch_reply(request, results: dict, errors=None):
     (lambda bx: bx.call("crm.deal.add", [{"fields": {"X": object()}}]), TypeError),
     (lambda bx: bx.call("crm.deal.get", [1, 2]), TypeError),
     (lambda bx: bx.call("crm.deal.get", {"ID": 1}, raw="yes"), TypeError),
-    (lambda bx: bx.call("crm.deal.get", [{"ID": 1}], raw=True), TypeError),
+    (lambda bx: bx.call("task.checklistitem.add", [1, object()], raw=True), TypeError),
+    (lambda bx: bx.call("crm.deal.get", "ID=1", raw=True), TypeError),
     (lambda bx: bx.get_by_ID("crm.deal.get", "123"), TypeError),
     (lambda bx: bx.get_by_ID("crm.deal.get", [1, None]), TypeError),
     (lambda bx: bx.get_by_ID("crm.deal.get", [1, "abc"]), ValueError),

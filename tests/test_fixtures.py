@@ -107,7 +107,7 @@ def relabel(reply: dict, labels: list) -> dict:
     """The recorded batch envelope with its labels renamed to c0, c1, ... in order."""
     rename = {label: f"c{i}" for i, label in enumerate(labels)}
     inner = reply["result"]
-    out = {}
+    out: dict = {}
     for part in ("result", "result_error", "result_total", "result_next", "result_time"):
         mapped = batch_map(inner.get(part, []))
         out[part] = {rename[k]: v for k, v in mapped.items()} or []

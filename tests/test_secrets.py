@@ -266,3 +266,48 @@ def test_no_secret_on_any_error_path(path, certs, no_dns, caplog):
     texts += [caplog.text]
     assert caplog.records, "the path logged nothing: DEBUG capture is not working"
     assert leaked(texts) == []
+
+
+# -- errors of single commands inside a batch --------------------------------------------
+
+def _batch_reply_echoing(code: str, first: str, second: str) -> Dict[str, Any]:
+    """A batch whose second command failed with a description that echoes the secret
+    (a server that quotes the request back), raw in one place, encoded in another."""
+    echoed = f"bad request /rest/1/{code}/crm.deal.get and {quote(code, safe='')}"
+    return {"result": {"result": {first: {"ID": "1"}},
+                       "result_error": {second: {"error": "ERROR_CORE",
+                                                 "error_description": echoed,
+                                                 "argument": code}},
+                       "result_total": [], "result_next": [], "result_time": []},
+            "time": {"start": 1.0, "finish": 1.1, "operating": 0}}
+
+
+def _assert_masked(err: BaseException) -> None:
+    shown = [str(err), repr(err), "".join(traceback.format_exception(err))]
+    for failure in getattr(err, "failures", ()):
+        shown += [str(failure), failure.description, repr(failure.error),
+                  json.dumps(failure.error.extra)]
+    for text in shown:
+        for form in secret_forms(CODE):
+            assert form not in text, text
+
+
+def test_failed_commands_inside_a_batch_are_masked_too():
+    import responses
+
+    base = "https://portal.example.test/rest/1/" + quote(CODE, safe="") + "/"
+    with responses.RequestsMock() as mocked:
+        mocked.add(responses.POST, base + "batch", json=_batch_reply_echoing(CODE, "c0", "c1"))
+        mocked.add(responses.POST, base + "batch",
+                   json=_batch_reply_echoing(CODE, "cmd0", "cmd1"))
+        bx = Bitrix(base, verbose=False, retry=RetryPolicy(max_attempts=1))
+        with pytest.raises(BitrixError) as failed:
+            bx.call("crm.deal.get", [{"ID": 1}, {"ID": 2}])
+        assert [f.code for f in failed.value.failures] == ["ERROR_CORE"]
+        _assert_masked(failed.value)
+        with pytest.raises(BitrixError) as failed:
+            bx.call_batch({"halt": 0, "cmd": {"cmd0": "crm.deal.get?ID=1",
+                                              "cmd1": "crm.deal.get?ID=2"}})
+        assert [f.code for f in failed.value.failures] == ["ERROR_CORE"]
+        _assert_masked(failed.value)
+        bx.close()

@@ -24,7 +24,7 @@ class RecordingClock(SystemClock):
     """The real clock (Redis decides on its own time), remembering each wait asked for."""
 
     def __init__(self) -> None:
-        self.waits = []
+        self.waits: list = []
 
     def sleep(self, seconds):
         self.waits.append(seconds)

@@ -60,7 +60,7 @@ def _client_from_url(url: str) -> Any:
         raise ValueError("shared_limits: the Redis URL could not be parsed") from None
 
 
-def _fallback(value: object) -> tuple:
+def _fallback(value: object) -> tuple[str, float]:
     """``shared_limits_fallback`` as (mode, share)."""
     if value == "local":
         return "local", DEFAULT_FALLBACK_SHARE

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, TypeVar, cast
 
 from ..clock import Clock
 from ..errors import BitrixError
@@ -99,7 +99,7 @@ class RedisLink:
             probe = False
             if self._down:
                 if self._probing or self._clock.monotonic() < self._probe_at:
-                    return self._unavailable()
+                    return cast(T, self._unavailable())
                 self._probing = probe = True
         try:
             result = fn()
@@ -110,7 +110,7 @@ class RedisLink:
                         self._probing = False
                 raise
             self._fail(exc, probe)
-            return self._unavailable()
+            return cast(T, self._unavailable())
         if probe:
             with self._lock:
                 self._down = False

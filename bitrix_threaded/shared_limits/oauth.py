@@ -51,7 +51,7 @@ class SharedOAuthRefresher(OAuthRefresher):
         self._synced = False
 
     # -- the parent's two entry points ----------------------------------------------------
-    def _current(self) -> tuple:
+    def _current(self) -> tuple[str, int]:
         token_set = None
         with self._lock:
             if not self._synced:

@@ -26,7 +26,7 @@ _NONCE = 16
 _TAG = 16
 
 
-def _keys(secret: str, context: str) -> tuple:
+def _keys(secret: str, context: str) -> tuple[bytes, bytes]:
     root = hmac.new(secret.encode("utf-8"), b"bitrix_threaded token seal\x1f" +
                     context.encode("utf-8"), hashlib.sha256).digest()
     return (hmac.new(root, b"encrypt", hashlib.sha256).digest(),

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from ..cancel import CancelToken
 from ..clock import Clock, wait_on
@@ -132,7 +132,7 @@ class SharedWindow:
         if not getattr(self._pending, "open", 0):
             self._settle(None, {}, {})
 
-    def _reports(self) -> Dict[str, Tuple]:
+    def _reports(self) -> Dict[str, Tuple[Any, ...]]:
         reports = getattr(self._pending, "reports", None)
         if reports is None:
             reports = self._pending.reports = {}
@@ -265,7 +265,7 @@ class SharedWindow:
         finally:
             self.release(ticket)
 
-    def snapshot(self) -> Dict[str, dict]:
+    def snapshot(self) -> Dict[str, Dict[str, Any]]:
         """This process's in-process view of each method (see :meth:`OperatingWindow.snapshot`)."""
         return self._local.snapshot()
 

@@ -23,7 +23,7 @@ the labels are ``0..n-1``).
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple
 
 from .jsontext import JsonRows
 from .phpquery import parse_query, php_array_json, php_bool, php_key, php_string
@@ -103,12 +103,12 @@ def _resolve_tree(node: Any, refs: Mapping[str, Mapping[str, Any]]) -> Any:
     return node
 
 
-def _labelled_commands(cmd: Any):
+def _labelled_commands(cmd: Any) -> Iterator[Tuple[str, Any]]:
     if isinstance(cmd, dict):
         return ((str(label), call) for label, call in cmd.items())
     if isinstance(cmd, list):
         return ((str(index), call) for index, call in enumerate(cmd))
-    return ()
+    return iter(())
 
 
 def run_batch(params: Mapping[str, Any], execute: Execute) -> Dict[str, Any]:

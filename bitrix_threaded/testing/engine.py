@@ -145,6 +145,7 @@ class RestEngine:
 
         seconds = 0.0  # processing still to sleep through (a batch sleeps as it goes)
         method = normalize_method(raw_method)
+        reply: Optional[Reply]
         if method != "batch" and not self._has_method(method):
             reply = self._error("ERROR_METHOD_NOT_FOUND")
         else:
@@ -170,8 +171,8 @@ class RestEngine:
     def _authenticate(self, params: Dict[str, Any], webhook: Optional[Tuple[str, str]],
                       bearer: Optional[str]) -> Optional[Reply]:
         if webhook is not None:
-            user, token = webhook
-            if user != self.settings.webhook_user or token != self.settings.webhook_token:
+            user, secret = webhook
+            if user != self.settings.webhook_user or secret != self.settings.webhook_token:
                 return self._error("INVALID_CREDENTIALS")
             return None
         token: Any = None

@@ -4,7 +4,7 @@ Values arrive either typed (JSON body) or as strings (PHP form parsing), so
 every helper here accepts both: ``5`` and ``"5"``, a list and a dict of
 values. Pure functions; thread-safe.
 
-Filter semantics (PROTOCOL.md §8):
+Filter semantics, as the portal applies them:
 
 - key prefixes ``>=`` ``>`` ``<=`` ``<`` ``=`` (default), ``!``/``!=`` (not
   equal), ``@`` (IN), ``!@`` (NOT IN), ``%`` (substring, case-insensitive),
@@ -49,14 +49,14 @@ _MINUS_INFINITY = float("-inf")
 
 def get_param(params: Dict[str, Any], *names: str) -> Any:
     """The value of the first of ``names`` present, matched case-insensitively."""
-    lowered = {}
+    lowered: Dict[str, str] = {}
     for key in params:
         if isinstance(key, str):
             lowered.setdefault(key.lower(), key)
     for name in names:
-        key = lowered.get(name.lower())
-        if key is not None:
-            return params[key]
+        found = lowered.get(name.lower())
+        if found is not None:
+            return params[found]
     return None
 
 
@@ -212,12 +212,12 @@ def _compare(value: Any, operand: _Operand, op: str) -> bool:
     else:
         left, right = (value if isinstance(value, str) else str(value)), operand.text
     if op == ">":
-        return left > right
+        return bool(left > right)
     if op == ">=":
-        return left >= right
+        return bool(left >= right)
     if op == "<":
-        return left < right
-    return left <= right
+        return bool(left < right)
+    return bool(left <= right)
 
 
 def _like_regex(pattern: str) -> "re.Pattern[str]":

@@ -26,7 +26,7 @@ _MARK = "\x00"
 _MARK_TEXT = '"\\u0000"'
 
 
-class JsonRows(Sequence):
+class JsonRows(Sequence[Any]):
     """A read-only sequence of records that carries ``json``, their JSON text.
 
     ``ids`` are the records' IDs in order and ``texts`` their JSON texts.

@@ -33,7 +33,7 @@ _CANONICAL_INT = re.compile(r"-?[1-9][0-9]*|0")
 _PHP_INT_MAX = 2 ** 63 - 1
 
 
-class _PhpArray(dict):
+class _PhpArray(Dict[Any, Any]):
     """An ordered PHP array under construction (keys are ``int`` or ``str``)."""
 
     __slots__ = ("next_index",)
@@ -59,7 +59,7 @@ def php_key(key: str) -> Union[int, str]:
     return key
 
 
-def _split_key(raw: str) -> Optional[tuple]:
+def _split_key(raw: str) -> Optional[Tuple[str, List[Optional[str]]]]:
     """Split a decoded key into (name, [index | None, ...]) as PHP does; None if ignored."""
     var = raw.lstrip(" ")
     bracket = var.find("[")
@@ -109,8 +109,10 @@ def _assign(root: _PhpArray, raw_key: str, value: Any) -> None:
             target.put(None, child)
         else:
             normalized = php_key(key)
-            child = target.get(normalized)
-            if not isinstance(child, _PhpArray):
+            found = target.get(normalized)
+            if isinstance(found, _PhpArray):
+                child = found
+            else:
                 child = _PhpArray()
                 target.put(normalized, child)
         target = child
@@ -118,7 +120,7 @@ def _assign(root: _PhpArray, raw_key: str, value: Any) -> None:
     target.put(None if key is None else php_key(key), value)
 
 
-def php_array_json(array: Dict[Any, Any]) -> Union[list, dict]:
+def php_array_json(array: Dict[Any, Any]) -> Union[List[Any], Dict[Any, Any]]:
     """Shape a PHP array as ``json_encode`` would: a list when keys are ``0..n-1`` in order.
 
     Keys may be ``int`` or ``str`` (``"3"`` counts as 3); an empty array is ``[]``.

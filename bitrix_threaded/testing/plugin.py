@@ -1,17 +1,19 @@
 """pytest plugin: fixtures that start the fake portal.
 
 - ``fake_portal``: a running portal in the ``instant`` profile with a small
-  data set (120 deals, 60 leads, 30 contacts, 80 tasks, 10 users);
+  data set (120 deals, 60 leads, 30 contacts, 20 companies, 80 tasks, 10 users);
 - ``fake_portal_factory``: ``fake_portal_factory(**FakePortal arguments)``
   returns a started portal; every portal it made is stopped at teardown.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 
-SMALL_DATA_SET = {"deals": 120, "leads": 60, "contacts": 30, "tasks": 80, "users": 10}
+SMALL_DATA_SET: Dict[str, Any] = {
+    "deals": 120, "leads": 60, "contacts": 30, "companies": 20, "tasks": 80, "users": 10,
+}
 
 
 @pytest.fixture

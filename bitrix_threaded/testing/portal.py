@@ -62,9 +62,11 @@ class FakePortal:
     endpoints under ``/_portal/`` (``stats``, ``ids/<entity>``,
     ``reset_stats``, ``expire_tokens``, ``mutate``, ``oauth``).
 
-    Data: ``deals``, ``leads``, ``contacts``, ``tasks``, ``users`` records,
-    generated from ``seed`` (or a ready ``store`` object with the data store's
-    interface, in which case those arguments are ignored).
+    Data: ``deals``, ``leads``, ``contacts``, ``companies``, ``tasks``, ``users``
+    records, generated from ``seed`` (or a ready ``store`` object with the data
+    store's interface, in which case those arguments are ignored). References
+    between generated records resolve: a deal's ``CONTACT_ID`` and ``COMPANY_ID``
+    name records that exist.
 
     Timing: ``profile`` is ``"instant"`` (no sleeps, limits off unless asked
     for), ``"realistic"`` or ``"light"`` (see :mod:`.profiles`), or a
@@ -101,7 +103,7 @@ class FakePortal:
     """
 
     def __init__(self, *, deals: int = 0, leads: int = 0, contacts: int = 0, tasks: int = 0,
-                 users: int = 10, seed: int = 1,
+                 users: int = 10, seed: int = 1, companies: int = 0,
                  profile: Union[str, CostProfile] = "instant", time_scale: float = 1.0,
                  bucket_capacity: Optional[float] = None, bucket_rate: Optional[float] = None,
                  enterprise: bool = False,
@@ -117,8 +119,8 @@ class FakePortal:
                  cost_per_counted_row: Optional[float] = None,
                  cost_round_trip: Optional[float] = None) -> None:
         counts = {name: _count(name, value) for name, value in (
-            ("deals", deals), ("leads", leads), ("contacts", contacts), ("tasks", tasks),
-            ("users", users))}
+            ("deals", deals), ("leads", leads), ("contacts", contacts),
+            ("companies", companies), ("tasks", tasks), ("users", users))}
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError("seed must be an int")
         if limits is not None and not isinstance(limits, bool):
@@ -149,6 +151,7 @@ class FakePortal:
                 "operating_limit", operating_limit, strict=True)
             scaled_limit = limit * time_scale
         window = _number("operating_window", operating_window, strict=True)
+        self.operating_window = window
         self.mutation_rate = _number("mutation_rate", mutation_rate)
         faults = FaultInjector(fault_rate, fault_kinds, seed)
         ttl = _number("token_ttl", token_ttl, strict=True)
@@ -281,12 +284,33 @@ class FakePortal:
     def reset_stats(self) -> None:
         self._stats.reset()
 
+    def describe_limits(self) -> str:
+        """The limits in force, in one line of unscaled portal seconds."""
+        bucket = self.engine.bucket
+        limit = self.engine.settings.operating_limit
+        parts = []
+        if bucket is None:
+            parts.append("no request limit")
+        else:
+            parts.append(f"{bucket.capacity:g} requests at once, then "
+                         f"{bucket.rate * self.time_scale:g}/s (503 beyond)")
+        if limit is None:
+            parts.append("no operating-time limit")
+        else:
+            parts.append(f"{limit / self.time_scale:g} s of operating time per method per "
+                         f"{self.operating_window:g} s (429 beyond)")
+        if self.time_scale != 1:
+            parts.append(f"every duration times {self.time_scale:g}")
+        return "; ".join(parts)
+
     def ids(self, entity: str) -> List[int]:
-        """IDs of ``entity`` ("deal", "lead", "contact", "task", "user") now in the store."""
-        return self.store.ids(entity)
+        """IDs of ``entity`` ("deal", "lead", "contact", "company", "task", "user") now."""
+        ids: List[int] = self.store.ids(entity)
+        return ids
 
     def count(self, entity: str) -> int:
-        return self.store.count(entity)
+        count: int = self.store.count(entity)
+        return count
 
     def expire_tokens(self) -> int:
         """Expire every live access token now; returns how many there were."""

@@ -7,7 +7,9 @@ from typing import Any, Dict, Optional
 
 __all__ = ["error_body", "time_block", "ERRORS"]
 
-# code -> (HTTP status, description), PROTOCOL.md section 6.
+# code -> (HTTP status, description) of the errors the portal itself raises: the leaky
+# bucket (503), the operating-time limit (429), an unknown method (404) and bad
+# credentials (401), each with the description the real portal sends.
 ERRORS = {
     "QUERY_LIMIT_EXCEEDED": (503, "Too many requests"),
     "OPERATION_TIME_LIMIT": (429, "Method is blocked due to operation time limit."),

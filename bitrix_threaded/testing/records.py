@@ -9,6 +9,11 @@ amount, comments...), the other bits and the ID itself fill in the rest
 keeps a record at about a microsecond. For deals, leads and contacts,
 :data:`JSON_WRITERS` write the same record straight as JSON text.
 
+References between records resolve: a deal's ``CONTACT_ID`` and ``COMPANY_ID``, a
+converted lead's ``CONTACT_ID`` and a contact's ``COMPANY_ID`` name records that
+exist when the data is generated, and owner fields name existing users. They are
+picked through :class:`Refs`, built once per data set from the ID arrays.
+
 Records come out in the internal shape described in :mod:`.schemas`.
 Everything here is pure and thread-safe (module tables are read-only).
 """
@@ -18,14 +23,14 @@ import datetime
 import itertools
 import random
 from array import array
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .jsontext import ENCODER
 
-__all__ = ["ENTITIES", "GENERATORS", "JSON_WRITERS", "MAX_OWNER", "RecordKey", "generate",
-           "make_ids", "multi_fields"]
+__all__ = ["ENTITIES", "GENERATORS", "JSON_WRITERS", "MAX_OWNER", "RecordKey", "Refs",
+           "generate", "make_ids", "multi_fields"]
 
-ENTITIES = ("deal", "lead", "contact", "task", "user")
+ENTITIES = ("deal", "lead", "contact", "company", "task", "user")
 
 _M64 = 0xFFFFFFFFFFFFFFFF
 MAX_OWNER = 9999  # owner fields refer to users 1..MAX_OWNER at most
@@ -70,6 +75,15 @@ _HONORIFIC = (None, "HNR_RU_1", "HNR_RU_2", None)
 _POSTS = ("Manager", "Director", "Engineer", "Accountant", "Buyer", "CEO", None, "Lawyer")
 _COMPANIES = ("Vector LLC", "Orbita JSC", "Sever Trade", "Delta Group", "Romashka", "Kvant",
               None, "Alfa Logistic")
+_COMPANY_NAMES = ("Vector", "Orbita", "Sever", "Delta", "Romashka", "Kvant", "Alfa", "Granit",
+                  "Вектор", "Восход", "Polyus", "Taiga", "Meridian", "Volna", "Zenit", "Iskra")
+_COMPANY_FORMS = (" LLC", " JSC", " Trade", " Group", " Logistic", " Holding", " Service",
+                  " Plus")
+_COMPANY_TYPES = ("CUSTOMER", "CUSTOMER", "SUPPLIER", "PARTNER", "COMPETITOR", "CUSTOMER",
+                  "OTHER", "CUSTOMER")
+_INDUSTRIES = ("IT", "MANUFACTURING", "BANKING", "CONSULTING", "FINANCE", "GOVERNMENT",
+               "DELIVERY", "OTHER")
+_EMPLOYEES = ("EMPLOYEES_1", "EMPLOYEES_2", "EMPLOYEES_3", "EMPLOYEES_4")
 _DISTRICTS = ("Central", "North", "South", "East", "West", "Kuntsevo", "Arbat", None)
 _COMMENTS = (None, None, None, "Call back next week", "Needs a discount", "", None,
              "Prefers e-mail", "Repeat customer", None, "Waiting for the contract", None,
@@ -107,7 +121,39 @@ class RecordKey:
         return self.t0[i & 4095] ^ self.t1[(i >> 12) & 4095] ^ self.t2[(i >> 24) & 4095]
 
 
-def make_ids(count: int, rng: random.Random, *, gaps: bool = True) -> array:
+class Refs:
+    """What generated records refer to: users ``1..users``, existing contacts, companies.
+
+    ``contacts`` has 4096 slots and ``companies`` 1024, each an existing ID as a
+    string (spread evenly over the IDs, so every record is referred to when there are
+    fewer), or None when there are none; the ``*_json`` tuples hold the same values as
+    JSON text. Immutable; thread-safe.
+    """
+
+    __slots__ = ("users", "contacts", "companies", "contacts_json", "companies_json")
+
+    def __init__(self, users: int, contacts: Sequence[int] = (),
+                 companies: Sequence[int] = ()) -> None:
+        self.users = min(max(users, 1), MAX_OWNER)
+        self.contacts = _slots(contacts, 4096)
+        self.companies = _slots(companies, 1024)
+        self.contacts_json = tuple(_json_id(v) for v in self.contacts)
+        self.companies_json = tuple(_json_id(v) for v in self.companies)
+
+
+def _slots(ids: Sequence[int], size: int) -> Tuple[Optional[str], ...]:
+    count = len(ids)
+    if not count:
+        return (None,) * size
+    return tuple(str(ids[(k * count) // size]) if count >= size else str(ids[k % count])
+                 for k in range(size))
+
+
+def _json_id(value: Optional[str]) -> str:
+    return "null" if value is None else '"%s"' % value
+
+
+def make_ids(count: int, rng: random.Random, *, gaps: bool = True) -> "array[int]":
     """Ascending IDs: gaps of 1-3, plus two or three holes of thousands of IDs.
 
     With ``gaps=False`` the IDs are simply ``1..count`` (users).
@@ -214,6 +260,25 @@ def _contact_template(t: int) -> Dict[str, Any]:
     }
 
 
+def _company_template(t: int) -> Dict[str, Any]:
+    return {
+        "ID": None, "TITLE": None,
+        "COMPANY_TYPE": _COMPANY_TYPES[t & 7],
+        "INDUSTRY": _INDUSTRIES[(t >> 3) & 7],
+        "EMPLOYEES": _EMPLOYEES[(t >> 6) & 3],
+        "CURRENCY_ID": _CURRENCIES[(t >> 8) & 7],
+        "REVENUE": _AMOUNTS[(t >> 11) & 1023],
+        "COMMENTS": _COMMENTS[(t >> 21) & 15],
+        "OPENED": "N" if (t >> 25) & 7 == 0 else "Y",
+        "IS_MY_COMPANY": "N",
+        "HAS_PHONE": "N" if (t >> 28) & 7 == 0 else "Y",
+        "HAS_EMAIL": "N" if (t >> 31) & 3 == 0 else "Y",
+        "ASSIGNED_BY_ID": None, "CREATED_BY_ID": None, "MODIFY_BY_ID": None,
+        "DATE_CREATE": None, "DATE_MODIFY": None,
+        "UF_CRM_1625140116421": _DISTRICTS[(t >> 33) & 7],
+    }
+
+
 def _task_template(t: int) -> Dict[str, Any]:
     return {
         "ID": None,
@@ -239,6 +304,8 @@ _DEAL_T = [_deal_template(_mix(k + 1)) for k in range(1024)]
 _LEAD_T = [_lead_template(_mix(k + 2048)) for k in range(1024)]
 _CONTACT_T = [_contact_template(_mix(k + 4096)) for k in range(1024)]
 _TASK_T = [_task_template(_mix(k + 6144)) for k in range(1024)]
+_COMPANY_T = [_company_template(_mix(k + 8192)) for k in range(1024)]
+_COMPANY_TITLES = [n + f for n in _COMPANY_NAMES for f in _COMPANY_FORMS]
 _DEAL_TITLES = [a + " " + n + " #" for a in _ADJECTIVES for n in _NOUNS]
 _LEAD_TITLES = ["Lead: " + n + " #" for n in _NOUNS]
 _TASK_TITLE_PREFIXES = [t + " #" for t in _TASK_TITLES]
@@ -246,14 +313,17 @@ _TASK_TITLE_PREFIXES = [t + " #" for t in _TASK_TITLES]
 
 # --- generators: template copy + per-record fields ------------------------
 
-def _deal(i: int, h: int, users: int) -> Dict[str, Any]:
+def _deal(i: int, h: int, refs: Refs) -> Dict[str, Any]:
     rec = _DEAL_T[h & 1023].copy()
     s = str(i)
     d = (i // 400) % _NDAYS
+    users = refs.users
     rec["ID"] = s
     rec["TITLE"] = _DEAL_TITLES[(h >> 10) & 255] + s
-    rec["COMPANY_ID"] = _INT[(h >> 18) & 1023] if (h >> 28) & 3 else "0"
-    rec["CONTACT_ID"] = _INT[(h >> 30) & 4095] if (h >> 42) & 3 else None
+    # "0" is how the legacy API says "no company"; a missing contact is null.
+    rec["COMPANY_ID"] = ((refs.companies[(h >> 18) & 1023] if (h >> 28) & 3 else None)
+                         or "0")
+    rec["CONTACT_ID"] = refs.contacts[(h >> 30) & 4095] if (h >> 42) & 3 else None
     rec["BEGINDATE"] = _MIDNIGHTS[d]
     rec["CLOSEDATE"] = _MIDNIGHTS[d + ((h >> 44) & 63)]
     rec["ASSIGNED_BY_ID"] = _INT[1 + (h >> 50) % users]
@@ -264,10 +334,11 @@ def _deal(i: int, h: int, users: int) -> Dict[str, Any]:
     return rec
 
 
-def _lead(i: int, h: int, users: int) -> Dict[str, Any]:
+def _lead(i: int, h: int, refs: Refs) -> Dict[str, Any]:
     rec = _LEAD_T[h & 1023].copy()
     s = str(i)
     d = (i // 400) % _NDAYS
+    users = refs.users
     rec["ID"] = s
     rec["TITLE"] = _LEAD_TITLES[(h >> 10) & 15] + s
     rec["NAME"] = _FIRST[(h >> 14) % 24]
@@ -278,14 +349,15 @@ def _lead(i: int, h: int, users: int) -> Dict[str, Any]:
     rec["DATE_CREATE"] = _DAYS[d] + _TIMES[(h >> 10) & 1023]
     rec["DATE_MODIFY"] = _DAYS[d + ((h >> 54) & 31)] + _TIMES[(h >> 40) & 1023]
     if rec["STATUS_ID"] == "CONVERTED":
-        rec["CONTACT_ID"] = _INT[(h >> 28) & 4095]
+        rec["CONTACT_ID"] = refs.contacts[(h >> 28) & 4095]
     return rec
 
 
-def _contact(i: int, h: int, users: int) -> Dict[str, Any]:
+def _contact(i: int, h: int, refs: Refs) -> Dict[str, Any]:
     rec = _CONTACT_T[h & 1023].copy()
     s = str(i)
     d = (i // 400) % _NDAYS
+    users = refs.users
     rec["ID"] = s
     rec["NAME"] = _FIRST[(h >> 10) % 24]
     rec["LAST_NAME"] = _LAST[(h >> 15) % 24]
@@ -295,16 +367,32 @@ def _contact(i: int, h: int, users: int) -> Dict[str, Any]:
     rec["DATE_CREATE"] = _DAYS[d] + _TIMES[(h >> 10) & 1023]
     rec["DATE_MODIFY"] = _DAYS[d + ((h >> 54) & 31)] + _TIMES[(h >> 40) & 1023]
     if (h >> 20) & 1:
-        rec["COMPANY_ID"] = _INT[(h >> 28) & 1023]
+        rec["COMPANY_ID"] = refs.companies[(h >> 28) & 1023]
     if (h >> 21) & 1:
         rec["UF_CRM_1623415999295"] = "C-" + s
     return rec
 
 
-def _task(i: int, h: int, users: int) -> Dict[str, Any]:
+def _company(i: int, h: int, refs: Refs) -> Dict[str, Any]:
+    rec = _COMPANY_T[h & 1023].copy()
+    s = str(i)
+    d = (i // 400) % _NDAYS
+    users = refs.users
+    rec["ID"] = s
+    rec["TITLE"] = _COMPANY_TITLES[(h >> 10) & 127] + " #" + s
+    rec["ASSIGNED_BY_ID"] = _INT[1 + (h >> 50) % users]
+    rec["CREATED_BY_ID"] = _INT[1 + (h >> 24) % users]
+    rec["MODIFY_BY_ID"] = _INT[1 + (h >> 36) % users]
+    rec["DATE_CREATE"] = _DAYS[d] + _TIMES[(h >> 10) & 1023]
+    rec["DATE_MODIFY"] = _DAYS[d + ((h >> 54) & 31)] + _TIMES[(h >> 40) & 1023]
+    return rec
+
+
+def _task(i: int, h: int, refs: Refs) -> Dict[str, Any]:
     rec = _TASK_T[h & 1023].copy()
     s = str(i)
     d = (i // 400) % _NDAYS
+    users = refs.users
     creator = _INT[1 + (h >> 24) % users]
     changed = _DAYS[d + ((h >> 54) & 31)] + _TIMES[(h >> 40) & 1023]
     rec["ID"] = s
@@ -321,7 +409,7 @@ def _task(i: int, h: int, users: int) -> Dict[str, Any]:
     return rec
 
 
-def _user(i: int, h: int, users: int) -> Dict[str, Any]:
+def _user(i: int, h: int, refs: Refs) -> Dict[str, Any]:
     return {
         "ID": str(i),
         "XML_ID": "user-%d" % i,
@@ -342,8 +430,9 @@ def _user(i: int, h: int, users: int) -> Dict[str, Any]:
     }
 
 
-GENERATORS: Dict[str, Callable[[int, int, int], Dict[str, Any]]] = {
-    "deal": _deal, "lead": _lead, "contact": _contact, "task": _task, "user": _user,
+GENERATORS: Dict[str, Callable[[int, int, Refs], Dict[str, Any]]] = {
+    "deal": _deal, "lead": _lead, "contact": _contact, "company": _company, "task": _task,
+    "user": _user,
 }
 
 
@@ -404,67 +493,73 @@ _CONTACT_JT = [_json_chunks(t, _CONTACT_SLOTS) for t in _CONTACT_T]
 _LEAD_CONVERTED = [t["STATUS_ID"] == "CONVERTED" for t in _LEAD_T]
 
 
-def _deal_json(i: int, h: int, users: int) -> str:
+def _deal_json(i: int, h: int, refs: Refs) -> str:
     s = str(i)
     d = (i // 400) % _NDAYS
     c = _DEAL_JT[h & 1023]
+    users = refs.users
+    company = refs.companies_json[(h >> 18) & 1023] if (h >> 28) & 3 else "null"
     return (
         f'{c[0]}"{s}"{c[1]}{_DEAL_TITLES_J[(h >> 10) & 255]}{s}"{c[2]}'
-        f'{_INT_J[(h >> 18) & 1023] if (h >> 28) & 3 else _INT_J[0]}{c[3]}'
-        f'{_INT_J[(h >> 30) & 4095] if (h >> 42) & 3 else "null"}{c[4]}'
+        f'{_INT_J[0] if company == "null" else company}{c[3]}'
+        f'{refs.contacts_json[(h >> 30) & 4095] if (h >> 42) & 3 else "null"}{c[4]}'
         f'{_MIDNIGHTS_J[d]}{c[5]}{_MIDNIGHTS_J[d + ((h >> 44) & 63)]}{c[6]}'
         f'{_INT_J[1 + (h >> 50) % users]}{c[7]}{_INT_J[1 + (h >> 22) % users]}{c[8]}'
         f'{_INT_J[1 + (h >> 36) % users]}{c[9]}{_DAYS_J[d]}{_TIMES_J[(h >> 10) & 1023]}{c[10]}'
         f'{_DAYS_J[d + ((h >> 54) & 31)]}{_TIMES_J[(h >> 40) & 1023]}{c[11]}')
 
 
-def _lead_json(i: int, h: int, users: int) -> str:
+def _lead_json(i: int, h: int, refs: Refs) -> str:
     s = str(i)
     d = (i // 400) % _NDAYS
     c = _LEAD_JT[h & 1023]
+    users = refs.users
     return (
         f'{c[0]}"{s}"{c[1]}{_LEAD_TITLES_J[(h >> 10) & 15]}{s}"{c[2]}'
         f'{_FIRST_J[(h >> 14) % 24]}{c[3]}{_LAST_J[(h >> 19) % 24]}{c[4]}'
         f'{_INT_J[1 + (h >> 50) % users]}{c[5]}{_INT_J[1 + (h >> 24) % users]}{c[6]}'
         f'{_INT_J[1 + (h >> 36) % users]}{c[7]}{_DAYS_J[d]}{_TIMES_J[(h >> 10) & 1023]}{c[8]}'
         f'{_DAYS_J[d + ((h >> 54) & 31)]}{_TIMES_J[(h >> 40) & 1023]}{c[9]}'
-        f'{_INT_J[(h >> 28) & 4095] if _LEAD_CONVERTED[h & 1023] else "null"}{c[10]}')
+        f'{refs.contacts_json[(h >> 28) & 4095] if _LEAD_CONVERTED[h & 1023] else "null"}'
+        f'{c[10]}')
 
 
-def _contact_json(i: int, h: int, users: int) -> str:
+def _contact_json(i: int, h: int, refs: Refs) -> str:
     s = str(i)
     d = (i // 400) % _NDAYS
     c = _CONTACT_JT[h & 1023]
+    users = refs.users
     code = f'"C-{s}"' if (h >> 21) & 1 else "null"
     return (
         f'{c[0]}"{s}"{c[1]}{_FIRST_J[(h >> 10) % 24]}{c[2]}{_LAST_J[(h >> 15) % 24]}{c[3]}'
         f'{_INT_J[1 + (h >> 50) % users]}{c[4]}{_INT_J[1 + (h >> 24) % users]}{c[5]}'
         f'{_INT_J[1 + (h >> 36) % users]}{c[6]}{_DAYS_J[d]}{_TIMES_J[(h >> 10) & 1023]}{c[7]}'
         f'{_DAYS_J[d + ((h >> 54) & 31)]}{_TIMES_J[(h >> 40) & 1023]}{c[8]}'
-        f'{_INT_J[(h >> 28) & 1023] if (h >> 20) & 1 else "null"}{c[9]}{code}{c[10]}')
+        f'{refs.companies_json[(h >> 28) & 1023] if (h >> 20) & 1 else "null"}{c[9]}{code}'
+        f'{c[10]}')
 
 
-# entity -> (i, hash, users) -> the generated record as JSON text, where there is one.
-JSON_WRITERS: Dict[str, Callable[[int, int, int], str]] = {
+# entity -> (i, hash, refs) -> the generated record as JSON text, where there is one.
+JSON_WRITERS: Dict[str, Callable[[int, int, Refs], str]] = {
     "deal": _deal_json, "lead": _lead_json, "contact": _contact_json,
 }
 
 
-def generate(entity: str, record_id: int, key: RecordKey, users: int) -> Dict[str, Any]:
+def generate(entity: str, record_id: int, key: RecordKey, refs: Refs) -> Dict[str, Any]:
     """The generated (never updated) record of ``entity`` with ``record_id``.
 
-    Owner fields refer to users ``1..users`` (at most 9999).
+    References (owners, contacts, companies) are picked from ``refs``.
     """
     h = key.t0[record_id & 4095] ^ key.t1[(record_id >> 12) & 4095] \
         ^ key.t2[(record_id >> 24) & 4095]
-    return GENERATORS[entity](record_id, h, min(max(users, 1), MAX_OWNER))
+    return GENERATORS[entity](record_id, h, refs)
 
 
 def multi_fields(record_id: int, key: RecordKey, record: Dict[str, Any]
-                 ) -> Dict[str, List[dict]]:
+                 ) -> Dict[str, List[Dict[str, str]]]:
     """PHONE/EMAIL values of a generated lead or contact (per HAS_PHONE/HAS_EMAIL)."""
     base = record_id * 2
-    out: Dict[str, List[dict]] = {}
+    out: Dict[str, List[Dict[str, str]]] = {}
     if record.get("HAS_PHONE") == "Y":
         out["PHONE"] = [{"ID": str(base), "VALUE_TYPE": "WORK",
                          "VALUE": "+7%010d" % (key.hash(record_id) % 10 ** 10),

@@ -19,7 +19,7 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 from urllib.parse import unquote, urlsplit
 
 from .engine import Reply
@@ -48,7 +48,8 @@ def _multipart(content_type: str, body: bytes) -> Dict[str, Any]:
             if not name or part.get_filename():
                 continue  # files go to $_FILES in PHP, not to the parameters
             payload = part.get_payload(decode=True) or b""
-            pairs.append((str(name), payload.decode("utf-8", errors="replace")))
+            if isinstance(payload, bytes):
+                pairs.append((str(name), payload.decode("utf-8", errors="replace")))
     return parse_pairs(pairs)
 
 
@@ -149,7 +150,7 @@ class PortalRequestHandler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
+            chunks: List[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
                 if size == 0:
@@ -229,5 +230,6 @@ class PortalRequestHandler(BaseHTTPRequestHandler):
         authorization = self.headers.get("Authorization", "")
         if authorization[:7].lower() == "bearer ":
             bearer = authorization[7:].strip()
-        return self.server.app.engine.handle_rest(
+        reply: Reply = self.server.app.engine.handle_rest(
             method, self._params(query, body), webhook=webhook, bearer=bearer)
+        return reply

@@ -41,11 +41,11 @@ class PortalStats:
         self._reset_locked()
 
     def _reset_locked(self) -> None:
-        self._counts: Counter = Counter()
-        self._by_request: Counter = Counter()
-        self._by_command: Counter = Counter()
-        self._errors: Counter = Counter()
-        self._faults: Counter = Counter({name: 0 for name in FAULT_NAMES})
+        self._counts: Counter[str] = Counter()
+        self._by_request: Counter[str] = Counter()
+        self._by_command: Counter[str] = Counter()
+        self._errors: Counter[str] = Counter()
+        self._faults: Counter[str] = Counter({name: 0 for name in FAULT_NAMES})
         self._operating: Dict[str, float] = {}
         self._peak = self._in_flight
 

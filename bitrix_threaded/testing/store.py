@@ -1,14 +1,21 @@
 """The fake portal's data and REST methods, without HTTP.
 
-:class:`DataStore` holds seeded CRM deals, leads, contacts, tasks and users
-and answers ``call(method, params)`` with a :class:`CallOutcome` (what goes
-under ``result``, ``total`` and ``next``, plus row counts for the cost
-model) or raises :class:`PortalError`. The HTTP server wraps it.
+:class:`DataStore` holds seeded CRM deals, leads, contacts, companies, tasks and
+users and answers ``call(method, params)`` with a :class:`CallOutcome` (what goes
+under ``result``, ``total`` and ``next``, plus row counts for the cost model) or
+raises :class:`PortalError`. The HTTP server wraps it.
 
-Methods: ``crm.{deal,lead,contact}.{list,get,add,update,delete,fields}``,
-``crm.item.{list,get}`` (entityTypeId 1 lead, 2 deal, 3 contact),
-``tasks.task.list`` and ``user.get``. List semantics follow PROTOCOL.md §3
-and §8; see :mod:`.filters` for the filter rules.
+Methods: ``crm.{deal,lead,contact,company}.{list,get,add,update,delete,fields}``,
+``crm.item.{list,get}`` (entityTypeId 1 lead, 2 deal, 3 contact, 4 company),
+``tasks.task.{list,get}`` and ``user.get``.
+
+List semantics, as the portal behaves: pages of 50 records; ``start`` is the
+offset, and ``start=-1`` skips counting (no ``total``/``next``; legacy CRM lists
+report ``total: 0``); otherwise ``total`` counts every match and ``next`` is the
+offset of the following page while there is one. Legacy CRM lists order by ID
+ascending unless ``order`` says otherwise, tasks.task.list by ID descending.
+Unknown ``select`` names are ignored; ``*`` means every plain field, ``UF_*`` the
+user fields. See :mod:`.filters` for the filter rules.
 
 Writes do not touch DATE_MODIFY (the store has no clock, by design: the
 same seed and the same calls always give the same data).
@@ -28,9 +35,9 @@ from .table import PAGE_SIZE, ListPage, RecordTable, run_list
 
 __all__ = ["CallOutcome", "DataStore", "PAGE_SIZE", "PortalError"]
 
-_CRM_ENTITIES = ("deal", "lead", "contact")
-_MUTABLE_ENTITIES = ("deal", "lead", "contact", "task")
-_ITEM_ENTITY_TYPES = {1: "lead", 2: "deal", 3: "contact"}
+_CRM_ENTITIES = ("deal", "lead", "contact", "company")
+_MUTABLE_ENTITIES = ("deal", "lead", "contact", "company", "task")
+_ITEM_ENTITY_TYPES = {1: "lead", 2: "deal", 3: "contact", 4: "company"}
 _USER_GET_PARAMS = frozenset({"sort", "order", "filter", "start", "admin_mode"})
 _ITEM_UF_WILDCARDS = ("UF_*", "ufCrm*", "ufCrm_*")
 
@@ -45,8 +52,11 @@ _ADD_DEFAULTS: Dict[str, Dict[str, Any]] = {
              "ASSIGNED_BY_ID": "1", "CREATED_BY_ID": "1", "MODIFY_BY_ID": "1"},
     "contact": {"TYPE_ID": "CLIENT", "OPENED": "Y", "EXPORT": "Y", "ASSIGNED_BY_ID": "1",
                 "CREATED_BY_ID": "1", "MODIFY_BY_ID": "1"},
+    "company": {"COMPANY_TYPE": "CUSTOMER", "CURRENCY_ID": "RUB", "REVENUE": "0.00",
+                "OPENED": "Y", "IS_MY_COMPANY": "N", "ASSIGNED_BY_ID": "1",
+                "CREATED_BY_ID": "1", "MODIFY_BY_ID": "1"},
 }
-_DEFAULT_TITLES = {"deal": "Deal #%d", "lead": "Lead #%d"}
+_DEFAULT_TITLES = {"deal": "Deal #%d", "lead": "Lead #%d", "company": "Company #%d"}
 
 
 class PortalError(Exception):
@@ -107,25 +117,31 @@ class DataStore:
 
     def __init__(self, *, deals: int = 0, leads: int = 0, contacts: int = 0, tasks: int = 0,
                  users: int = 10, seed: int = 1, legacy_total_zero: bool = True,
-                 json_rows: bool = False):
-        sizes = {"deal": deals, "lead": leads, "contact": contacts, "task": tasks,
-                 "user": users}
+                 json_rows: bool = False, companies: int = 0):
+        sizes = {"deal": deals, "lead": leads, "contact": contacts, "company": companies,
+                 "task": tasks, "user": users}
         for entity, size in sizes.items():
+            name = "companies" if entity == "company" else entity + "s"
             if not isinstance(size, int) or isinstance(size, bool):
-                raise TypeError("%ss must be an int, got %r" % (entity, size))
+                raise TypeError("%s must be an int, got %r" % (name, size))
             if size < 0:
-                raise ValueError("%ss must be >= 0, got %d" % (entity, size))
+                raise ValueError("%s must be >= 0, got %d" % (name, size))
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise TypeError("seed must be an int, got %r" % (seed,))
         self.legacy_total_zero = bool(legacy_total_zero)
         self.json_rows = bool(json_rows)
         self._lock = threading.Lock()
         self._tables: Dict[str, RecordTable] = {}
+        all_ids = {}
         for entity in records.ENTITIES:
             rng = random.Random("%d:%s" % (seed, entity))
-            ids = records.make_ids(sizes[entity], rng, gaps=entity != "user")
-            self._tables[entity] = RecordTable(entity, SCHEMAS[entity], ids,
-                                               records.RecordKey(seed, entity), users)
+            all_ids[entity] = records.make_ids(sizes[entity], rng, gaps=entity != "user")
+        # References point at records that exist now (later deletes may leave some
+        # dangling, as on a real portal).
+        refs = records.Refs(users, contacts=all_ids["contact"], companies=all_ids["company"])
+        for entity in records.ENTITIES:
+            self._tables[entity] = RecordTable(entity, SCHEMAS[entity], all_ids[entity],
+                                               records.RecordKey(seed, entity), refs)
         self._mutable = tuple(e for e in _MUTABLE_ENTITIES if sizes[e] > 0)
         self._next_multi_id = 10 ** 10
         self._item_shapes: Dict[Tuple[str, ...], schemas.ItemShape] = {}
@@ -133,6 +149,7 @@ class DataStore:
             "crm.item.list": self._item_list,
             "crm.item.get": self._item_get,
             "tasks.task.list": self._task_list,
+            "tasks.task.get": self._task_get,
             "user.get": self._user_get,
         }
         for entity in _CRM_ENTITIES:
@@ -159,7 +176,7 @@ class DataStore:
             return handler(params)
 
     def ids(self, entity: str) -> List[int]:
-        """All live IDs of ``entity`` ("deal", "lead", "contact", "task", "user"), ascending."""
+        """All live IDs of ``entity`` (one of :data:`~.records.ENTITIES`), ascending."""
         table = self._table(entity)
         with self._lock:
             return table.ids.tolist()
@@ -174,7 +191,7 @@ class DataStore:
                ) -> Tuple[List[int], List[int]]:
         """Insert and delete records in every non-empty CRM/task entity.
 
-        For each of deal, lead, contact, task that was created with records,
+        For each of deal, lead, contact, company, task that was created with records,
         deletes ``deletes`` random live records, then adds ``inserts``
         generated ones (IDs above the highest ever used, gaps of 1-3). Returns
         ``(added_ids, deleted_ids)`` over all entities, in that entity order.
@@ -297,7 +314,7 @@ class DataStore:
         table = self._tables[entity]
         fields = self._fields_param(params)
         record_id = table.next_id
-        generated = records.generate(entity, record_id, table.key, table.users)
+        generated = records.generate(entity, record_id, table.key, table.refs)
         record: Dict[str, Any] = dict.fromkeys(table.schema.standard)
         record.update(_ADD_DEFAULTS[entity])
         record["ID"] = str(record_id)
@@ -359,7 +376,8 @@ class DataStore:
             if name in schema.multi and flag in schema.by_name:
                 record[flag] = "Y" if record.get(name) else "N"
 
-    def _merge_multi(self, name: str, current: List[dict], value: Any) -> List[dict]:
+    def _merge_multi(self, name: str, current: List[Dict[str, Any]], value: Any
+                     ) -> List[Dict[str, Any]]:
         # Entries with a known ID are updated (or removed when VALUE is
         # empty); entries without one are appended, as the portal does.
         merged = [dict(v) for v in current]
@@ -434,6 +452,28 @@ class DataStore:
         fields, _ = resolve_select(get_param(params, "select"), table.schema)
         tasks = [schemas.to_task(record, fields, table.schema) for record in page.records]
         return self._outcome({"tasks": tasks}, page, total_when_uncounted=None)
+
+    def _task_get(self, params: Dict[str, Any]) -> CallOutcome:
+        # bitrix-tools/b24-rest-docs api-reference/tasks/tasks-task-get.md: taskId and
+        # select; {"task": {...}} in camelCase; an empty list for a missing task.
+        table = self._tables["task"]
+        raw_id = get_param(params, "taskId")
+        if raw_id is None:
+            raise PortalError("100", "CTaskItem All parameters in the constructor must have "
+                                     "real class type (internal error)")
+        if isinstance(raw_id, (dict, list)) or php_intval(raw_id) <= 0:
+            raise PortalError("0", "wrong task id")
+        record_id = php_intval(raw_id)
+        if table.index(record_id) < 0:
+            return CallOutcome([], records=0)
+        raw_select = get_param(params, "select")
+        if raw_select is not None and (not isinstance(raw_select, (list, dict))
+                                       or not raw_select):
+            raise PortalError("100", "Invalid value {} to match with parameter {select}. "
+                                     "Should be value of type array. (internal error)")
+        fields, _ = resolve_select(raw_select, table.schema)
+        record = table.fetch(record_id)
+        return CallOutcome({"task": schemas.to_task(record, fields, table.schema)}, records=1)
 
     def _user_get(self, params: Dict[str, Any]) -> CallOutcome:
         table = self._tables["user"]

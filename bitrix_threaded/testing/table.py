@@ -13,11 +13,13 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 from operator import itemgetter
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import (
+    Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, cast,
+)
 
 from .filters import Condition, as_list, compile_condition, sort_key, to_number
 from .jsontext import ENCODER, JsonRows
-from .records import GENERATORS, JSON_WRITERS, MAX_OWNER, RecordKey, generate, multi_fields
+from .records import GENERATORS, JSON_WRITERS, RecordKey, Refs, generate, multi_fields
 from .schemas import Schema
 
 __all__ = ["PAGE_SIZE", "ListPage", "RecordTable", "run_list"]
@@ -28,15 +30,15 @@ _RANGE_OPS = (">", ">=", "<", "<=")
 
 
 class RecordTable:
-    """Records of one entity: sorted live IDs, overrides, generation key."""
+    """Records of one entity: sorted live IDs, overrides, generation key, references."""
 
-    def __init__(self, entity: str, schema: Schema, ids: array, key: RecordKey,
-                 users: int):
+    def __init__(self, entity: str, schema: Schema, ids: "array[int]", key: RecordKey,
+                 refs: Refs):
         self.entity = entity
         self.schema = schema
         self.ids = ids
         self.key = key
-        self.users = users
+        self.refs = refs
         self.overrides: Dict[int, Dict[str, Any]] = {}
         self.next_id = (ids[-1] + 1) if len(ids) else 1
 
@@ -53,19 +55,19 @@ class RecordTable:
         record = self.overrides.get(record_id)
         if record is not None:
             return record
-        return generate(self.entity, record_id, self.key, self.users)
+        return generate(self.entity, record_id, self.key, self.refs)
 
     def iter_records(self, ids: Iterable[int]) -> Iterator[Tuple[int, Dict[str, Any]]]:
         """``(id, record)`` for each ID, as :meth:`fetch` gives them, but faster."""
         gen = GENERATORS[self.entity]
         t0, t1, t2 = self.key.t0, self.key.t1, self.key.t2
-        users = min(max(self.users, 1), MAX_OWNER)
+        refs = self.refs
         stored = self.overrides
         for i in ids:
             record = stored.get(i) if stored else None
             if record is None:
                 record = gen(i, t0[i & 4095] ^ t1[(i >> 12) & 4095] ^ t2[(i >> 24) & 4095],
-                             users)
+                             refs)
             yield i, record
 
     def json_rows(self, ids: List[int]) -> Optional[JsonRows]:
@@ -79,7 +81,7 @@ class RecordTable:
         if writer is None:
             return None
         t0, t1, t2 = self.key.t0, self.key.t1, self.key.t2
-        users = min(max(self.users, 1), MAX_OWNER)
+        refs = self.refs
         stored = self.overrides
         fields = self.schema.standard
         texts = []
@@ -88,19 +90,19 @@ class RecordTable:
             record = stored.get(i) if stored else None
             if record is None:
                 texts.append(writer(i, t0[i & 4095] ^ t1[(i >> 12) & 4095]
-                                    ^ t2[(i >> 24) & 4095], users))
+                                    ^ t2[(i >> 24) & 4095], refs))
             else:
                 row = copies[position] = {f: record.get(f) for f in fields}
                 texts.append(ENCODER.encode(row))
         return JsonRows(ids, texts, self._generated, copies)
 
     def _generated(self, record_id: int) -> Dict[str, Any]:
-        return generate(self.entity, record_id, self.key, self.users)
+        return generate(self.entity, record_id, self.key, self.refs)
 
     def fetch_many(self, ids: Sequence[int]) -> List[Dict[str, Any]]:
         return [record for _, record in self.iter_records(ids)]
 
-    def multi(self, record_id: int, record: Dict[str, Any]) -> Dict[str, List[dict]]:
+    def multi(self, record_id: int, record: Dict[str, Any]) -> Dict[str, List[Dict[str, str]]]:
         """Non-empty multi-field values (PHONE, EMAIL) of a record."""
         if not self.schema.multi:
             return {}
@@ -153,7 +155,7 @@ def _id_number(value: Any) -> Optional[float]:
     return None if isinstance(value, bool) else number
 
 
-def _id_bounds(conditions: Sequence[Condition], ids: array
+def _id_bounds(conditions: Sequence[Condition], ids: "array[int]"
                ) -> Tuple[int, int, Optional[Set[int]], List[Condition]]:
     """Index range and ID set implied by numeric ID conditions, plus the rest.
 
@@ -201,7 +203,7 @@ def _id_bounds(conditions: Sequence[Condition], ids: array
 class _Span:
     """``ids[lo:hi]`` without copying the (possibly million-long) array."""
 
-    def __init__(self, ids: array, lo: int, hi: int):
+    def __init__(self, ids: "array[int]", lo: int, hi: int):
         self._ids, self._lo, self._len = ids, lo, max(0, hi - lo)
 
     def __len__(self) -> int:
@@ -220,9 +222,11 @@ class _Span:
         return (ids[i] for i in range(self._lo + self._len - 1, self._lo - 1, -1))
 
 
-def _candidates(ids: array, lo: int, hi: int, wanted: Optional[Set[int]]) -> Sequence[int]:
+def _candidates(ids: "array[int]", lo: int, hi: int, wanted: Optional[Set[int]]
+                ) -> Sequence[int]:
     if wanted is None:
-        return _Span(ids, lo, hi)
+        # A _Span does what the list engine asks of a sequence: len, slices, iteration.
+        return cast(Sequence[int], _Span(ids, lo, hi))
     if hi <= lo:
         return []
     first, last = ids[lo], ids[hi - 1]

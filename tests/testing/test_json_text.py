@@ -26,8 +26,16 @@ def plain(node):
 
 # --- the writers ------------------------------------------------------------
 
+REFS = [
+    records.Refs(1),
+    records.Refs(12, contacts=[3, 7, 19], companies=[5]),
+    records.Refs(700, contacts=range(2, 20000, 3), companies=range(1, 900)),
+    records.Refs(records.MAX_OWNER, contacts=range(10, 99999, 7), companies=range(1, 5000)),
+]
+
+
 @pytest.mark.parametrize("entity", sorted(records.JSON_WRITERS))
-@pytest.mark.parametrize("users", [1, 12, 700, records.MAX_OWNER])
+@pytest.mark.parametrize("users", REFS, ids=["no-refs", "few", "many", "most"])
 def test_writer_text_is_the_encoded_record_for_every_template(entity, users):
     key = records.RecordKey(3, entity)
     generate, write = records.GENERATORS[entity], records.JSON_WRITERS[entity]

@@ -11,7 +11,7 @@ from bitrix_threaded.testing.batch import resolve_references, run_batch, split_c
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "real_responses"
 
-REFS = {
+REFS: dict = {
     "result": {"c0": [{"ID": "7", "TITLE": "a"}, {"ID": "9", "TITLE": "b"}],
                "one": {"ID": "3", "PHONE": [{"VALUE": "+1"}]}, "n": 5, "f": 2.0},
     "next": {"c0": 50},

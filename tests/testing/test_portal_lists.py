@@ -330,5 +330,5 @@ def test_fields_over_the_wire(http, portal):
 def test_method_names_are_case_insensitive_and_may_end_in_json(http, portal, deal_ids):
     body = post_json(http, portal, "CRM.Deal.List.json", {"select": ["ID"]})
     assert ids_of(body["result"]) == deal_ids[:50]
-    response = http.post(portal.webhook + "crm.company.list", json={}, timeout=10)
+    response = http.post(portal.webhook + "crm.quote.list", json={}, timeout=10)
     assert response.status_code == 404

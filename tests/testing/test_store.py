@@ -45,8 +45,8 @@ def test_constructor_rejects_bad_arguments(kwargs, error):
 
 
 def test_ids_and_count_reject_unknown_entities(store):
-    with pytest.raises(ValueError, match="company"):
-        store.ids("company")
+    with pytest.raises(ValueError, match="quote"):
+        store.ids("quote")
     with pytest.raises(ValueError):
         store.count("deals")
 
@@ -91,10 +91,10 @@ def test_has_method_and_unknown_methods(store):
     for method in ("crm.deal.list", "crm.lead.get", "crm.contact.fields", "crm.deal.add",
                    "crm.item.list", "crm.item.get", "tasks.task.list", "user.get"):
         assert store.has_method(method)
-    for method in ("crm.company.list", "batch", "crm.deal.list.json", "CRM.DEAL.LIST"):
+    for method in ("crm.quote.list", "batch", "crm.deal.list.json", "CRM.DEAL.LIST"):
         assert not store.has_method(method)
     with pytest.raises(PortalError) as info:
-        store.call("crm.company.list", {})
+        store.call("crm.quote.list", {})
     assert info.value.status == 404
 
 
@@ -492,7 +492,7 @@ def test_crm_item_get_and_errors(store):
         assert (info.value.code, info.value.description, info.value.status) == \
             ("NOT_FOUND", "Item not found", 400)
     for method in ("crm.item.get", "crm.item.list"):
-        for entity_type in (4, 128, None, "x"):
+        for entity_type in (7, 128, None, "x"):
             with pytest.raises(PortalError) as info:
                 store.call(method, {"entityTypeId": entity_type, "id": deal_id})
             assert (info.value.code, info.value.description) == ("NOT_FOUND", "SPA not found")
@@ -621,7 +621,7 @@ def test_mutate_entity_and_its_argument_checks():
     with pytest.raises(TypeError):
         store.mutate_entity("contact", random.Random(1), inserts="1")
     with pytest.raises(ValueError):
-        store.mutate_entity("company", random.Random(1))
+        store.mutate_entity("quote", random.Random(1))
 
 
 def test_add_after_mutation_stays_above_every_id():
