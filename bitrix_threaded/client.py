@@ -591,11 +591,13 @@ class Bitrix:
     ) -> Iterator[Any]:
         """Like :meth:`get_all`, but yields records as pages arrive (in no set order).
 
-        Memory stays bounded by ``max_in_flight`` batches (default: 8, or fewer
-        workers), whatever the size of the export. Stopping the iteration early
-        cancels the requests not yet sent.
+        Memory stays bounded by ``max_in_flight`` batches (default: 6, or fewer
+        workers; a batch of 2,500 full deals is about 10 MB once decoded), whatever the
+        size of the export. At the standard limits six pace a long export as fast as
+        eight did, in less memory; a larger bucket (Enterprise) may use more. Stopping
+        the iteration early cancels the requests not yet sent.
         """
-        limit = min(8, self._runner.max_workers) if max_in_flight is None else max_in_flight
+        limit = min(6, self._runner.max_workers) if max_in_flight is None else max_in_flight
         expect("max_in_flight", limit, int)
         if limit < 1:
             raise ValueError("max_in_flight must be >= 1")
