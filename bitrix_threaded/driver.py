@@ -3,13 +3,17 @@
 The strategy plans and consumes (pure); :func:`drive` sends plans through
 :meth:`Runner.run_batch`, keeps at most ``max_in_flight`` of them running, feeds each
 outcome back and yields the records of every step as soon as it is consumed, so memory
-stays bounded by the batches in flight, not by the size of the export.
+stays bounded by the batches in flight, not by the size of the export. A plan the
+strategy calls divisible is sent in parts when only some of its commands fit the
+operating-time budget left (:meth:`Runner.run_batch`), so a large export proceeds at
+the budget's pace instead of waiting for room for whole batches.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import replace
 from typing import Any, Deque, Dict, Iterator, List, Optional, Tuple
 
 from .cancel import CancelToken
@@ -33,7 +37,9 @@ def drive(
     consuming thread, or closing the generator early, cancels the token the same way.
     """
     token = token or CancelToken()
-    queue: Deque[Plan] = deque(strategy.initial())
+    # Each plan with whether its retry delay was already waited (the part of a plan
+    # that did not fit the operating-time budget comes back ready to go).
+    queue: Deque[Tuple[Plan, bool]] = deque((plan, False) for plan in strategy.initial())
     running: Dict[Future[Any], Plan] = {}
     stop: Future[Any] = Future()
 
@@ -49,23 +55,29 @@ def drive(
         while queue or running:
             token.raise_if_cancelled(strategy.method.name)
             while queue and len(running) < max_in_flight:
-                plan = queue.popleft()
+                plan, waited = queue.popleft()
                 chunk = list(enumerate(plan.commands))
-                delay = plan.retry.delay if plan.retry is not None else 0.0
-                running[runner.submit(runner.run_batch, chunk, token=token,
-                                      delay=delay)] = plan
+                delay = plan.retry.delay if plan.retry is not None and not waited else 0.0
+                running[runner.submit(runner.run_batch, chunk, token=token, delay=delay,
+                                      divisible=strategy.divisible(plan))] = plan
             done, _ = wait(list(running) + [stop], return_when=FIRST_COMPLETED)
             for future in done:
                 if future is stop:
                     continue
                 plan = running.pop(future)
                 outcome = future.result()
+                if outcome.rest:
+                    # Only a prefix fitted the budget: the rest goes next, as its own
+                    # plan (results stay keyed by position within each part).
+                    sent = len(plan.commands) - len(outcome.rest)
+                    queue.appendleft((replace(plan, commands=plan.commands[sent:]), True))
+                    plan = replace(plan, commands=plan.commands[:sent])
                 if outcome.request_failed:
                     raise outcome.failures[0].error
                 step = strategy.consume(
                     plan, Outcome(outcome.results, outcome.failures, outcome.totals)
                 )
-                queue.extend(step.plans)
+                queue.extend((next_plan, False) for next_plan in step.plans)
                 if step.records:
                     yield step.records
         token.raise_if_cancelled(strategy.method.name)

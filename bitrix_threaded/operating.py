@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import threading
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from . import _checks
 from .cancel import CancelToken
@@ -257,6 +257,48 @@ class OperatingWindow:
         now = self._store.now()
         return self._store.transact(counts, lambda states: self._delay(states, counts, now)[0])
 
+    def fit(self, commands: Sequence[object]) -> int:
+        """How many of ``commands`` fit the budget now: the longest prefix a request
+        could carry without waiting. 0 when not even the first fits (wait for it with
+        :meth:`delay`).
+
+        ``commands``: one entry per command, in sending order, each a method name or a
+        ``(method, cost class)`` pair. Stricter than :meth:`delay` in one way: a request
+        that :meth:`delay` lets go only because it could never fit (time spent by
+        others, a batch bigger than the budget) does not fit here. Pure: one store
+        transaction, nothing booked, no wait.
+        """
+        if not isinstance(commands, Sequence) or isinstance(commands, (str, bytes)):
+            raise TypeError(f"commands must be a sequence of methods or (method, cost "
+                            f"class) pairs, got {type(commands).__name__}")
+        keyed = [_command_key(command) for command in commands]
+        if not keyed:
+            return 0
+        now = self._store.now()
+
+        def fits(states: Mapping[str, MethodState], n: int) -> bool:
+            counts: dict[str, dict[int, int]] = {}
+            for key, cost_class in keyed[:n]:
+                classes = counts.setdefault(key, {})
+                classes[cost_class] = classes.get(cost_class, 0) + 1
+            return self._delay(states, counts, now, strict=True)[0] <= 0.0
+
+        def transaction(states: dict[str, MethodState]) -> int:
+            # The cost of a prefix grows with its length, so whether it fits is
+            # monotone: bisect for the longest one that does.
+            low, high = 0, len(keyed)
+            if fits(states, high):
+                return high
+            while high - low > 1:
+                middle = (low + high) // 2
+                if fits(states, middle):
+                    low = middle
+                else:
+                    high = middle
+            return low
+
+        return self._store.transact({key for key, _ in keyed}, transaction)
+
     def acquire(self, methods: Mapping[object, int],
                 token: CancelToken | None = None) -> WindowTicket:
         """Wait until :meth:`delay` is 0, register the commands as in flight, return a ticket.
@@ -366,8 +408,10 @@ class OperatingWindow:
         return deadline != NEVER and now >= deadline and state.answered < deadline
 
     def _delay(self, states: Mapping[str, MethodState], counts: Mapping[str, Mapping[int, int]],
-               now: float) -> tuple[float, str, str]:
-        """(seconds to wait, the method that waits longest, why); 0.0 = go."""
+               now: float, strict: bool = False) -> tuple[float, str, str]:
+        """(seconds to wait, the method that waits longest, why); 0.0 = go.
+
+        ``strict``: a request that could never fit does not go (see :meth:`fit`)."""
         wait, longest, reason = 0.0, "", ""
         for key, classes in counts.items():
             state = states[key]
@@ -377,7 +421,7 @@ class OperatingWindow:
                 method_wait = max(0.0, state.blocked_until - now)
                 why = RESET
             else:
-                method_wait = self._method_delay(state, classes, now)
+                method_wait = self._method_delay(state, classes, now, strict)
                 why = RESET if now < self._deadline(state) else BUDGET
             if method_wait > wait:
                 wait, longest, reason = method_wait, key, why
@@ -421,8 +465,8 @@ class OperatingWindow:
             return latest + self._span  # its bucket cannot have left by the report
         return None
 
-    def _method_delay(self, state: MethodState, classes: Mapping[int, int], now: float
-                      ) -> float:
+    def _method_delay(self, state: MethodState, classes: Mapping[int, int], now: float,
+                      strict: bool = False) -> float:
         deadline = self._deadline(state)
         if now < deadline:
             return deadline - now
@@ -457,8 +501,9 @@ class OperatingWindow:
                 return leaves_at - server_now
             position += 1
         # It cannot fit even then (time spent by others, or a request bigger than the
-        # budget): go, and let the server's next report guide the rest.
-        return 0.0
+        # budget): go, and let the server's next report guide the rest. A strict
+        # caller asks whether it fits now, and it does not.
+        return self._poll if strict else 0.0
 
     def __repr__(self) -> str:
         return f"OperatingWindow(limit={self._limit}, enabled={self._enabled})"
@@ -471,6 +516,16 @@ def _method_key(method: object) -> str:
     if not key:
         raise ValueError("method must not be empty")
     return key
+
+
+def _command_key(command: object) -> tuple[str, int]:
+    """A method name or ``(method, cost class)`` as ``(method key, class)``."""
+    if isinstance(command, tuple):
+        if len(command) != 2:
+            raise TypeError(f"expected (method, cost class), got {command!r}")
+        name, cost_class = command
+        return _method_key(name), _checks.integer(cost_class, "cost class", minimum=0)
+    return _method_key(command), 0
 
 
 def _method_counts(methods: object) -> dict[str, dict[int, int]]:

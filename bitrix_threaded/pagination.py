@@ -215,6 +215,11 @@ class Strategy(abc.ABC):
     def consume(self, plan: Plan, outcome: Outcome) -> Step:
         """Take one plan's outcome; return its records and the plans to send next."""
 
+    def divisible(self, plan: Plan) -> bool:
+        """Whether ``plan`` may be sent in parts (a prefix of its commands first, the
+        rest as a plan of its own), each consumed alone. Default: no."""
+        return False
+
     def finish(self) -> None:
         """Called once after the last plan; may warn about inconsistencies."""
 
@@ -330,6 +335,11 @@ class OffsetPages(Strategy):
                         continue
                     seen.add(ident)
                 out.append(((offset, i), record))
+
+    def divisible(self, plan: Plan) -> bool:
+        # Pages are independent of each other; only the first (it gives ``total``)
+        # and the deepest page (it releases the held ones) are plans of one command.
+        return len(plan.commands) > 1
 
     def consume(self, plan: Plan, outcome: Outcome) -> Step:
         step = Step()

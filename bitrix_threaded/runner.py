@@ -60,6 +60,7 @@ from .errors import (
     QueryLimitExceeded,
 )
 from .limiter import ConcurrencyGate, LeakyBucket, OperatingWindow
+from .operating import BUDGET
 from .paging import cost_class
 from .retry import RetryPolicy, RetryState, is_write_method
 from .transport import Payload, Reply, Transport
@@ -89,6 +90,8 @@ class BatchOutcome:
     failures: List[CommandFailure]
     totals: Dict[int, int] = field(default_factory=dict)
     request_failed: bool = False
+    #: Commands not sent: the part of a divisible batch that did not fit the budget.
+    rest: List[Tuple[int, Command]] = field(default_factory=list)
 
 
 class Runner:
@@ -330,35 +333,69 @@ class Runner:
 
     def run_batch(
         self, chunk: Sequence[Tuple[int, Command]], *, halt: bool = False,
-        token: Optional[CancelToken] = None, delay: float = 0.0,
+        token: Optional[CancelToken] = None, delay: float = 0.0, divisible: bool = False,
     ) -> BatchOutcome:
         """One batch request for ``chunk`` (pairs of input index and command), after
         waiting ``delay`` seconds (a retry's backoff) on ``token``.
 
+        ``divisible``: the commands are independent (pages of one export), so when
+        they do not all fit the operating-time budget left, the prefix that fits is
+        sent now (after waiting for at least the first to fit) and the others come
+        back unsent in ``rest``, for the caller to send in a later batch.
+
         When the batch request itself fails after its own retries, or is stopped by the
-        token, every command carries that error and ``request_failed`` is True.
+        token, every command sent or to be sent carries that error and
+        ``request_failed`` is True.
         """
         batch = prepare(chunk, halt=halt)
         labels = list(batch.payload["cmd"])
+        rest: List[Tuple[int, Command]] = []
         try:
             if delay > 0 and token is not None and wait_on(self.clock, delay, token):
                 raise token.error("batch")
             if delay > 0 and token is None:
                 self.clock.sleep(delay)
+            if divisible and len(chunk) > 1:
+                fitting = self._fitting(chunk, token or _NEVER_CANCELLED)
+                if fitting < len(chunk):
+                    chunk, rest = chunk[:fitting], list(chunk[fitting:])
+                    batch = prepare(chunk, halt=halt)
+                    labels = list(batch.payload["cmd"])
             reply = self.send_batch(batch, token)
         except BitrixError as err:
-            failures = [
-                CommandFailure(index=i, label=label, method=c.method, error=err)
-                for (i, c), label in zip(chunk, labels)
-            ]
-            return BatchOutcome({}, failures, {}, request_failed=True)
+            outcome = _failed(chunk, labels, err)
+            outcome.rest = rest
+            return outcome
         parsed = parse_batch_reply(reply.data)
         results, failures = split_reply(parsed, chunk)
         for failure in failures:
             self.transport.scrub(failure.error)
         index_of = {label: i for label, (i, _) in zip(labels, chunk)}
         totals = {index_of[label]: n for label, n in parsed.totals.items() if label in index_of}
-        return BatchOutcome(results, failures, totals)
+        return BatchOutcome(results, failures, totals, rest=rest)
+
+    def _fitting(self, chunk: Sequence[Tuple[int, Command]], token: CancelToken) -> int:
+        """How many commands of ``chunk`` to send now: the prefix that fits the
+        operating-time budget, once at least one does (waiting on ``token`` until then).
+        All of them when the window would let the first go although it cannot fit (it
+        never will: the window decides for the whole batch then, as for any other)."""
+        keys = [(command.method, cost_class(command.params)) for _, command in chunk]
+        announced = False
+        while True:
+            token.raise_if_cancelled("batch")
+            fitting = self.window.fit(keys)
+            if fitting:
+                return fitting
+            wait = self.window.delay({keys[0]: 1})
+            if wait <= 0.0:
+                return len(chunk)
+            if wait >= OperatingWindow.VISIBLE_WAIT and self.on_wait is not None \
+                    and not announced:
+                # Announced once: the acquire that follows announces its own waits.
+                self.on_wait(keys[0][0], BUDGET, wait)
+                announced = True
+            if wait_on(self.clock, wait, token):
+                raise token.error("batch")
 
     def run_commands(
         self,
@@ -502,6 +539,16 @@ class Runner:
         if report is not None:
             raise report
         raise stopped
+
+
+def _failed(chunk: Sequence[Tuple[int, Command]], labels: Sequence[str],
+            err: BitrixError) -> BatchOutcome:
+    """A batch request that failed as a whole: every command carries ``err``."""
+    failures = [
+        CommandFailure(index=i, label=label, method=c.method, error=err)
+        for (i, c), label in zip(chunk, labels)
+    ]
+    return BatchOutcome({}, failures, {}, request_failed=True)
 
 
 def _resolve(future: Future[Any]) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from ..cancel import CancelToken
 from ..clock import Clock, wait_on
@@ -149,6 +149,18 @@ class SharedWindow:
     def delay(self, methods: Mapping[object, int]) -> float:
         """Seconds the in-process view says a request must wait (for logs and tests)."""
         return self._local.delay(methods)
+
+    def fit(self, commands: Sequence[object]) -> int:
+        """How many of ``commands`` fit now (see :meth:`OperatingWindow.fit`).
+
+        Conservatively all of them: the shared budget is decided by one script at
+        booking time, and this process's view does not know what others have in
+        flight, so a request is never split on it; :meth:`acquire` waits as before.
+        """
+        if not isinstance(commands, Sequence) or isinstance(commands, (str, bytes)):
+            raise TypeError(f"commands must be a sequence of methods or (method, cost "
+                            f"class) pairs, got {type(commands).__name__}")
+        return len(commands)
 
     def acquire(self, methods: Mapping[object, int],
                 token: Optional[CancelToken] = None) -> SharedTicket:
