@@ -38,7 +38,6 @@ import contextvars
 import functools
 import logging
 import threading
-import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import (
     Any,
@@ -58,6 +57,7 @@ from typing import (
 from .cancel import CancelToken, cancel_scope
 from .client import Bitrix, Items, StrategyChoice
 from .errors import BatchError, ClientClosed
+from .validation import renamed_items
 from .aio_records import AsyncRecords, handoff_size
 
 log = logging.getLogger("bitrix_threaded")
@@ -219,12 +219,7 @@ class AsyncBitrix:
 
         ``item_list`` is the former name of ``items`` (deprecated).
         """
-        if item_list is not None:
-            if items is not None:
-                raise TypeError("pass items or item_list (its former name), not both")
-            warnings.warn("call(item_list=...) is deprecated; the argument is now 'items'",
-                          DeprecationWarning, stacklevel=2)
-            items = item_list
+        items = renamed_items(items, item_list)
         single = raw or items is None or isinstance(items, Mapping)
         return await self._run(method if isinstance(method, str) else None,
                                self.sync.call, method, items, raw=raw, single=single)

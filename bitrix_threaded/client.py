@@ -62,6 +62,7 @@ from .validation import (
     check_ssl,
     check_timeout,
     expect,
+    renamed_items,
 )
 
 log = logging.getLogger("bitrix_threaded")
@@ -396,12 +397,7 @@ class Bitrix:
 
         ``item_list`` is the former name of ``items`` (deprecated).
         """
-        if item_list is not None:
-            if items is not None:
-                raise TypeError("pass items or item_list (its former name), not both")
-            warnings.warn("call(item_list=...) is deprecated; the argument is now 'items'",
-                          DeprecationWarning, stacklevel=2)
-            items = item_list
+        items = renamed_items(items, item_list)
         name = check_method(method)
         expect("raw", raw, bool)
         if raw:

@@ -290,13 +290,7 @@ class Runner:
                 self.window.record(method, operating, reset_in=reset_in, server_time=finish,
                                    cost=processing, started=started, cost_class=own_class)
             return
-        result = reply.data.get("result")
-        times = result.get("result_time") if isinstance(result, Mapping) else None
-        if isinstance(times, list):
-            times = {str(i): t for i, t in enumerate(times)}
-        if not isinstance(times, Mapping):
-            return
-        for label, block in times.items():
+        for label, block in _by_label(reply, "result_time").items():
             command_method = batch.labels.get(str(label))
             operating, reset_in, finish, processing = time_numbers(block)
             if command_method is not None and operating is not None:
@@ -317,13 +311,7 @@ class Runner:
     def hold_blocked(self, reply: Reply, batch: BatchRequest) -> None:
         """Hold back every method whose command the portal blocked inside ``reply``
         (OPERATION_TIME_LIMIT: not executed) until its reset."""
-        result = reply.data.get("result")
-        errors = result.get("result_error") if isinstance(result, Mapping) else None
-        if isinstance(errors, list):
-            errors = {str(i): e for i, e in enumerate(errors)}
-        if not isinstance(errors, Mapping):
-            return
-        for label, body in errors.items():
+        for label, body in _by_label(reply, "result_error").items():
             code = body.get("error") if isinstance(body, Mapping) else None
             method = batch.labels.get(str(label))
             if method is not None and isinstance(code, str) and \
@@ -556,3 +544,13 @@ def _resolve(future: Future[Any]) -> None:
         future.set_result(None)
     except Exception:  # already resolved: a second cancellation
         pass
+
+
+def _by_label(reply: Reply, key: str) -> Mapping[Any, Any]:
+    """A batch reply's ``result.<key>`` map by label (PHP writes numeric labels as a
+    list and an empty map as ``[]``); empty when absent or not a map."""
+    result = reply.data.get("result")
+    found = result.get(key) if isinstance(result, Mapping) else None
+    if isinstance(found, list):
+        return {str(i): value for i, value in enumerate(found)}
+    return found if isinstance(found, Mapping) else {}

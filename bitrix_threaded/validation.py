@@ -185,3 +185,17 @@ def check_ssl(value: Any) -> Union[bool, str]:
     if not os.path.exists(value):
         raise ValueError(f"ssl: no CA bundle at {value!r}")
     return value
+
+
+def renamed_items(items: Any, item_list: Any) -> Any:
+    """``call()``'s ``items``, also given by its former name ``item_list`` (deprecated).
+
+    Warns on behalf of the caller of ``call()``; both names at once is a TypeError.
+    """
+    if item_list is None:
+        return items
+    if items is not None:
+        raise TypeError("pass items or item_list (its former name), not both")
+    warnings.warn("call(item_list=...) is deprecated; the argument is now 'items'",
+                  DeprecationWarning, stacklevel=3)
+    return item_list
