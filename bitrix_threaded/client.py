@@ -15,6 +15,7 @@ import logging
 import threading
 import warnings
 import weakref
+from itertools import chain
 from operator import itemgetter
 from typing import (
     Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union,
@@ -45,6 +46,7 @@ from .pagination import (
     IdRanges,
     NotAList,
     OffsetPages,
+    Step,
     Strategy,
     is_id_order,
     without_id_order,
@@ -79,14 +81,28 @@ def _item_sequence(items: Any, what: str) -> List[Any]:
     return list(items)
 
 
-def _by_key(pairs: List[Tuple[Any, Any]]) -> List[Any]:
-    """The records of ``(key, record)`` pairs in key order; keyless ones last, as they came."""
-    keyless = [pair for pair in pairs if pair[0] is None]
-    if keyless:
-        pairs = [pair for pair in pairs if pair[0] is not None]
-    # A C key function: pages arrive as sorted runs, so this is close to one pass.
-    pairs.sort(key=itemgetter(0))
-    return [record for _, record in pairs] + [record for _, record in keyless]
+def _in_order(steps: List[Step]) -> List[Any]:
+    """The records of ``steps`` in key order; keyless ones last, as they came.
+
+    Runs (pages already in order) are sorted as units by their first key and joined;
+    single pairs join them as runs of one. Pages arrive as sorted runs, so with
+    pairs alone the sort is close to one pass too.
+    """
+    runs: List[Tuple[Any, List[Any]]] = []
+    keyless: List[Any] = []
+    for step in steps:
+        if step.records:
+            for key, record in step.records:
+                if key is None:
+                    keyless.append(record)
+                else:
+                    runs.append((key, [record]))
+        runs.extend(step.runs)
+    # A C key function, and the join in C: no Python frame per record.
+    runs.sort(key=itemgetter(0))
+    ordered = list(chain.from_iterable(map(itemgetter(1), runs)))
+    ordered.extend(keyless)
+    return ordered
 
 
 class Bitrix:
@@ -561,12 +577,13 @@ class Bitrix:
         ``result`` back unchanged, with a :class:`BitrixWarning`, as fast_bitrix24 does.
         """
         pager = self._pager(method, params, strategy, ids, parallel=self._runner.max_workers)
-        pairs: List[Tuple[Any, Any]] = []
+        steps: List[Step] = []
         with self._call() as token:
             try:
-                for chunk in self._pages(pager, max_in_flight=self._runner.max_workers,
-                                         token=token):
-                    pairs.extend(chunk)
+                for step in self._pages(pager, max_in_flight=self._runner.max_workers,
+                                        token=token):
+                    # Only the records: the step's plans are no longer needed.
+                    steps.append(Step(step.records, runs=step.runs))
             except NotAList as reply:
                 warnings.warn(f"{reply.method} is not a list method: get_all() returns its "
                               "result unchanged (use call() for single calls)",
@@ -574,7 +591,7 @@ class Bitrix:
                 # Returned unchanged, as fast_bitrix24 does; typed as the usual list so
                 # callers of list methods need no narrowing.
                 return cast(List[Any], reply.result)
-        return _by_key(pairs)
+        return _in_order(steps)
 
     def iter_all(
         self,
@@ -609,9 +626,8 @@ class Bitrix:
     def _iter_records(self, pager: Strategy, limit: int,
                       token: CancelToken) -> Iterator[Any]:
         try:
-            for chunk in self._pages(pager, max_in_flight=limit, token=token):
-                for _, record in chunk:
-                    yield record
+            for step in self._pages(pager, max_in_flight=limit, token=token):
+                yield from step.items()
         except NotAList as reply:
             raise InvalidResponse(
                 "INVALID_RESPONSE", f"{reply.method} is not a list method: its result is "
@@ -621,21 +637,21 @@ class Bitrix:
             token.detach()
 
     def _pages(self, pager: Strategy, *, max_in_flight: int,
-               token: CancelToken) -> Iterator[List[Tuple[Any, Any]]]:
+               token: CancelToken) -> Iterator[Step]:
         pager.retry_policy = self._runner.policy
         with contextlib.ExitStack() as stack:
             bar = None
             if self.verbose:
                 bar = stack.enter_context(
                     self._bar(total=pager.total, desc=pager.method.name, unit="rec"))
-            for chunk in drive(self._runner, pager, max_in_flight=max_in_flight,
-                               token=token):
+            for step in drive(self._runner, pager, max_in_flight=max_in_flight,
+                              token=token):
                 if bar is not None:
                     if pager.total is not None and bar.total != pager.total:
                         bar.total = pager.total
                         bar.refresh()
-                    _advance(bar, len(chunk))
-                yield chunk
+                    _advance(bar, step.count())
+                yield step
 
     def _pager(
         self,

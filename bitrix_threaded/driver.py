@@ -14,18 +14,18 @@ from __future__ import annotations
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import replace
-from typing import Any, Deque, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Deque, Dict, Iterator, Optional, Tuple
 
 from .cancel import CancelToken
-from .pagination import Outcome, Plan, Strategy
+from .pagination import Outcome, Plan, Step, Strategy
 from .runner import Runner
 
 
 def drive(
     runner: Runner, strategy: Strategy, *, max_in_flight: int,
     token: Optional[CancelToken] = None,
-) -> Iterator[List[Tuple[Any, Any]]]:
-    """Yield lists of ``(sort_key, record)`` pairs until the strategy has no plans left.
+) -> Iterator[Step]:
+    """Yield each step that holds records until the strategy has no plans left.
 
     A batch request that fails after its retries raises its error; a page failure the
     strategy cannot recover from raises too. A plan that retries pages waits its
@@ -78,8 +78,8 @@ def drive(
                     plan, Outcome(outcome.results, outcome.failures, outcome.totals)
                 )
                 queue.extend((next_plan, False) for next_plan in step.plans)
-                if step.records:
-                    yield step.records
+                if step.records or step.runs:
+                    yield step
         token.raise_if_cancelled(strategy.method.name)
         strategy.finish()
         finished = True

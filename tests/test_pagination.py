@@ -54,7 +54,7 @@ def run(strategy, store, *, seed=0, between=None, fail=None, shuffle=True):
         results, failures = split_reply(parsed, chunk)
         totals = {int(label[1:]): n for label, n in parsed.totals.items()}
         step = strategy.consume(plan, Outcome(results, failures, totals))
-        pairs.extend(step.records)
+        pairs.extend(step.pairs())
         queue.extend(step.plans)
         if between is not None:
             between()
@@ -355,7 +355,7 @@ def test_unknown_methods_drop_repeats_by_the_id_key_they_carry():
     step = feed(strategy, plan, [page], {0: 60})
     later = step.plans[0]
     again = feed(strategy, later, [{"things": [{"id": i} for i in range(45, 60)]}], {0: 60})
-    assert [r["id"] for _, r in again.records] == list(range(50, 60))
+    assert [r["id"] for _, r in again.pairs()] == list(range(50, 60))
 
 
 def test_shapes_the_client_does_not_understand_are_errors():
