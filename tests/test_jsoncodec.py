@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,58 @@ def test_environment_turns_the_fast_path_off():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout.strip()
     assert out == "msgspec"
+
+
+class _WatchedLock:
+    """The decode gate, reporting when a thread starts waiting for it."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.waiting = threading.Event()
+
+    def __enter__(self):
+        if self._lock.locked():
+            self.waiting.set()
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self._lock.release()
+
+
+def test_large_texts_are_decoded_one_at_a_time_small_ones_freely(monkeypatch):
+    gate = _WatchedLock()
+    release = threading.Event()
+    entered = []
+
+    def slow_decode(data):
+        entered.append(len(data))
+        if len(data) == jsoncodec.GATED_SIZE:  # the first large text holds the gate
+            assert release.wait(30), "the test never released the first decode"
+        return json.loads(data)
+
+    monkeypatch.setattr(jsoncodec, "_GATE", gate)
+    monkeypatch.setattr(jsoncodec, "_DECODE", slow_decode)
+    big = b'"' + b"x" * (jsoncodec.GATED_SIZE - 2) + b'"'
+    bigger = b'"' + b"y" * (jsoncodec.GATED_SIZE - 1) + b'"'
+    results = {}
+
+    def run(name, data):
+        results[name] = jsoncodec.decode(data)
+
+    first = threading.Thread(target=run, args=("first", big))
+    first.start()
+    while not entered:
+        threading.Event().wait(0.001)
+    second = threading.Thread(target=run, args=("second", bigger))
+    second.start()
+    assert gate.waiting.wait(30), "the second large text did not wait for the gate"
+    # A small text is not gated: it is decoded while the large one holds the gate.
+    assert jsoncodec.decode(b'{"small": 1}') == {"small": 1}
+    assert entered == [jsoncodec.GATED_SIZE, len(b'{"small": 1}')]
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert entered[-1] == len(bigger)
+    assert results == {"first": "x" * (jsoncodec.GATED_SIZE - 2),
+                       "second": "y" * (jsoncodec.GATED_SIZE - 1)}
