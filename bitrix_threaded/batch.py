@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable, Optional, Tuple
 from urllib.parse import parse_qs
 
 from .encoding import encode_command, validate_method

@@ -37,7 +37,8 @@ import decimal
 import functools
 import math
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote_plus
 
 __all__ = [

@@ -12,7 +12,8 @@ from __future__ import annotations
 import bisect
 import contextlib
 import threading
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable, Iterator
 
 from . import _checks
 from .cancel import CancelToken

@@ -37,11 +37,10 @@ import abc
 import math
 import warnings
 from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from operator import itemgetter, lt
-from typing import (
-    Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple,
-)
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from .batch import Command, command_label
 from .errors import BitrixError, CommandFailure, InvalidResponse
@@ -128,11 +127,13 @@ def _ascending_ids(page: List[Any], key: Optional[str]) -> Optional[List[int]]:
     The fast path for a whole page (loops in C, no per-record Python frame); on None
     the caller reads the page record by record with :func:`_int_id`.
     """
-    if key is None or not page or set(map(type, page)) != {dict}:
+    if key is None or not page:
         return None
     try:
+        # A decoded page holds dicts, lists, strings, numbers, booleans or None; all
+        # but dicts (and dicts without the key) fail here.
         raw = list(map(itemgetter(key), page))
-    except KeyError:
+    except (KeyError, TypeError, IndexError):
         return None
     kinds = set(map(type, raw))
     if kinds == {str}:

@@ -8,7 +8,7 @@ so deeper pages cost more operating time.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 __all__ = ["PAGE_SIZE", "class_depth", "cost_class"]
 

@@ -397,3 +397,102 @@ def test_every_family_row_cites_its_documentation_page():
     for name in known_list_methods():
         doc = list_method(name).doc
         assert doc and doc.startswith("api-reference/") and doc.endswith(".md"), name
+
+
+# -- pages in order travel whole (runs); any other page record by record --------------
+
+
+@pytest.mark.parametrize("page, expected", [
+    ([{"ID": "3"}, {"ID": "7"}, {"ID": "12"}], [3, 7, 12]),
+    ([{"ID": 3}, {"ID": 7}], [3, 7]),
+    ([{"ID": "9"}, {"ID": "10"}], [9, 10]),          # numeric, not text, order
+    ([{"ID": "7"}, {"ID": "3"}], None),               # descending
+    ([{"ID": "3"}, {"ID": "3"}], None),               # repeated
+    ([{"ID": "3"}, {"ID": 7}], None),                 # mixed kinds
+    ([{"ID": "3"}, {"ID": "x"}], None),               # not a number
+    ([{"ID": 3.0}, {"ID": 4.0}], None),               # floats are no IDs
+    ([{"ID": True}, {"ID": 2}], None),                # nor booleans
+    ([{"ID": None}, {"ID": "2"}], None),
+    ([{"ID": "3"}, {"TITLE": "no id"}], None),
+    ([{"ID": "3"}, ["ID"]], None),                    # not a dict
+    ([{"ID": "3"}, "ID"], None),
+    ([{"ID": "3"}, None], None),
+    ([], None),
+])
+def test_ascending_ids_only_for_pages_wholly_in_order(page, expected):
+    from bitrix_threaded.pagination import _ascending_ids
+    assert _ascending_ids(page, "ID") == expected
+    assert _ascending_ids(page, None) is None
+
+
+def _export_steps(store, reorder):
+    """Drive ID ranges over ``store`` whose ascending list pages pass through ``reorder``;
+    returns the steps."""
+    inner = execute_on(store)
+
+    def execute(method, params):
+        reply = inner(method, params)
+        page = reply.get("result")
+        if isinstance(page, list) and params.get("order") == {"ID": "ASC"}:
+            reply["result"] = reorder(page, params)
+        return reply
+
+    strategy = IdRanges(DEALS, {"select": ["ID", "TITLE"]}, batch_size=5, parallel=3)
+    queue, steps = list(strategy.initial()), []
+    while queue:
+        plan = queue.pop(0)
+        chunk = list(enumerate(plan.commands))
+        parsed = parse_batch_reply({"result": run_batch(batch_payload(chunk), execute)})
+        results, failures = split_reply(parsed, chunk)
+        totals = {int(label[1:]): n for label, n in parsed.totals.items()}
+        step = strategy.consume(plan, Outcome(results, failures, totals))
+        steps.append(step)
+        queue.extend(step.plans)
+    strategy.finish()
+    assert strategy.emitted == sum(step.count() for step in steps)
+    return steps
+
+
+def _with_earlier_record(page, params):
+    # The page repeats the record at its cursor (a boundary record sent twice).
+    cursor = params.get("filter", {}).get(">ID")
+    if not page or cursor is None or int(cursor) % 2:
+        return page
+    return [{"ID": str(cursor), "TITLE": "repeated"}] + page
+
+
+@pytest.mark.parametrize("reorder", [
+    lambda page, params: page,
+    lambda page, params: [dict(r, ID=int(r["ID"])) for r in page],  # int IDs
+    _with_earlier_record,                                               # not wholly in range
+], ids=["as sent", "int IDs", "a record before the range"])
+def test_runs_and_record_by_record_reading_give_the_same_export(monkeypatch, reorder):
+    from bitrix_threaded import pagination
+    from bitrix_threaded.client import _in_order
+
+    store = DataStore(deals=3000, seed=9)
+    fast_steps = _export_steps(store, reorder)
+    fast = [(int(r["ID"]), r["TITLE"]) for r in _in_order(fast_steps)]
+    monkeypatch.setattr(pagination, "_ascending_ids", lambda page, key: None)
+    slow_steps = _export_steps(store, reorder)
+    slow = [(int(r["ID"]), r["TITLE"]) for r in _in_order(slow_steps)]
+    assert all(not step.runs for step in slow_steps)
+    assert any(step.runs for step in fast_steps)
+    assert fast == slow
+    assert [i for i, _ in fast] == store.ids("deal")  # every record once, in ID order
+    assert "repeated" not in {title for _, title in fast}
+    if reorder is _with_earlier_record:  # those pages were read record by record
+        assert sum(len(step.records) for step in fast_steps) > 50
+
+
+def test_in_order_joins_runs_and_single_records_by_key_keyless_last():
+    from bitrix_threaded.client import _in_order
+    from bitrix_threaded.pagination import Step
+    steps = [
+        Step(runs=[(20, [{"n": 20}, {"n": 21}, {"n": 25}])]),
+        Step(records=[(30, {"n": 30}), (None, {"n": "keyless"}), (5, {"n": 5})]),
+        Step(runs=[(1, [{"n": 1}, {"n": 2}])], records=[(26, {"n": 26})]),
+    ]
+    assert [r["n"] for r in _in_order(steps)] == [1, 2, 5, 20, 21, 25, 26, 30, "keyless"]
+    assert sum(s.count() for s in steps) == 9
+    assert [r["n"] for r in steps[2].items()] == [26, 1, 2]
