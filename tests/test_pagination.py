@@ -109,6 +109,21 @@ def test_id_ranges_waste_few_pages_on_a_large_export():
     assert len(sent) <= 1.25 * 100000 / 2500
 
 
+def test_an_export_of_many_request_waves_sends_few_empty_pages():
+    # 300,000 records, 2,500 a request, 6 requests at once: fifty waves. Each piece's
+    # chain has a 2% margin (not 10%), with no more requests for it.
+    store = DataStore(deals=300000, seed=5)
+    sent = {}
+    for budget in (6, None):
+        strategy = IdRanges(DEALS, {"select": ["ID"]}, parallel=6, request_budget=budget)
+        pairs, sent[budget] = run(strategy, store, seed=1)
+        assert sorted(ids_of(pairs)) == store.ids("deal")
+        assert strategy._waves is (budget is not None)
+    commands = {b: sum(len(p.commands) for p in plans) for b, plans in sent.items()}
+    assert commands[6] <= 1.06 * 300000 / 50 < commands[None]
+    assert len(sent[6]) <= len(sent[None]) + 3
+
+
 def test_id_ranges_split_a_large_export_into_many_pieces():
     store = DataStore(deals=20000, seed=9)
     strategy = IdRanges(DEALS, {}, batch_size=10, parallel=6)
