@@ -94,6 +94,15 @@ class Command:
                 f"params of {self.method} must be a mapping, not {type(self.params).__name__}"
             )
 
+    @classmethod
+    def encoded(cls, method: str, params: Mapping[str, Any], text: str) -> "Command":
+        """A command whose ``text`` is already known: ``text`` must be what
+        :func:`~bitrix_threaded.encoding.encode_command` gives for ``method`` and
+        ``params`` (a strategy that encodes its repeated parameters once)."""
+        command = cls(method, params)
+        object.__setattr__(command, "_text", text)
+        return command
+
     @property
     def text(self) -> str:
         """The command as sent inside a batch, ``"method?query"``; encoded once, then kept.

@@ -14,6 +14,7 @@ import warnings
 import pytest
 
 from bitrix_threaded.batch import batch_payload, parse_batch_reply, split_reply
+from bitrix_threaded.encoding import encode_command
 from bitrix_threaded.errors import NotFound
 from bitrix_threaded.methods import list_method
 from bitrix_threaded.pagination import IdList, IdRanges, OffsetPages, Outcome, Plan
@@ -48,6 +49,8 @@ def run(strategy, store, *, seed=0, between=None, fail=None, shuffle=True):
     while queue:
         plan = queue.pop(rng.randrange(len(queue)) if shuffle else 0)
         sent.append(plan)
+        for command in plan.commands:  # the strategy's own encoding is the general one
+            assert command.text == encode_command(command.method, command.params)
         chunk = list(enumerate(plan.commands))
         reply = run_batch(batch_payload(chunk), execute_on(store, fail))
         parsed = parse_batch_reply({"result": reply})
