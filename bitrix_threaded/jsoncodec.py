@@ -82,6 +82,18 @@ _GATE: Optional[threading.Lock] = (
     threading.Lock() if getattr(sys, "_is_gil_enabled", lambda: True)() else None)
 
 
+def _after_fork() -> None:
+    # A child forked while another thread was decoding would inherit the gate held by
+    # a thread it does not have, and wait for it forever: it starts with a free one.
+    global _GATE
+    if _GATE is not None:
+        _GATE = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
 def decode(data: Buffer) -> Any:
     """Decode JSON bytes or text into Python objects; ``ValueError`` when it is not JSON."""
     if _GATE is None or len(data) < GATED_SIZE:

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,39 @@ def test_large_texts_are_decoded_one_at_a_time_small_ones_freely(monkeypatch):
     assert entered[-1] == len(bigger)
     assert results == {"first": "x" * (jsoncodec.GATED_SIZE - 2),
                        "second": "y" * (jsoncodec.GATED_SIZE - 1)}
+
+
+def test_a_forked_child_gets_a_free_gate(monkeypatch):
+    # The gate held (another thread mid-decode) when the process forks: the hook the
+    # module registers gives the child a new gate, so its large decodes do not hang.
+    held = threading.Lock()
+    held.acquire()
+    monkeypatch.setattr(jsoncodec, "_GATE", held)
+    jsoncodec._after_fork()
+    assert jsoncodec._GATE is not held and not jsoncodec._GATE.locked()
+    big = b'"' + b"z" * jsoncodec.GATED_SIZE + b'"'
+    assert jsoncodec.decode(big) == "z" * jsoncodec.GATED_SIZE
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_while_the_gate_is_held_decodes_large_texts():
+    gate = jsoncodec._GATE
+    if gate is None:
+        pytest.skip("no gate without a GIL")
+    big = b'"' + b"k" * jsoncodec.GATED_SIZE + b'"'
+    with gate:  # as if another thread were decoding at the fork
+        pid = os.fork()
+        if pid == 0:  # the child: decode, then leave without running pytest's teardown
+            ok = jsoncodec.decode(big) == "k" * jsoncodec.GATED_SIZE
+            os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 30
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung on the decode gate")
+        threading.Event().wait(0.01)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
