@@ -16,7 +16,6 @@ import threading
 import warnings
 import weakref
 from itertools import chain
-from operator import itemgetter
 from typing import (
     Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union,
     cast,
@@ -81,28 +80,46 @@ def _item_sequence(items: Any, what: str) -> List[Any]:
     return list(items)
 
 
-def _in_order(steps: List[Step]) -> List[Any]:
-    """The records of ``steps`` in key order; keyless ones last, as they came.
+class _Collected:
+    """The records of an export, gathered for :meth:`Bitrix.get_all` and put in key order.
 
-    Runs (pages already in order) are sorted as units by their first key and joined;
-    single pairs join them as runs of one. Pages arrive as sorted runs, so with
-    pairs alone the sort is close to one pass too.
+    Runs (pages already in order) are kept as their first key and their page, in two
+    flat lists: two objects for the garbage collector, not a tuple per page (the
+    tuples lived as long as the export and made its full collections longer, which
+    an event loop in the same process waits for). A single ``(key, record)`` pair is a
+    run of one; keyless records go last, as they came.
     """
-    runs: List[Tuple[Any, List[Any]]] = []
-    keyless: List[Any] = []
+
+    def __init__(self) -> None:
+        self.keys: List[Any] = []
+        self.pages: List[List[Any]] = []
+        self.keyless: List[Any] = []
+
+    def add(self, step: Step) -> None:
+        for key, record in step.records:
+            if key is None:
+                self.keyless.append(record)
+            else:
+                self.keys.append(key)
+                self.pages.append([record])
+        for key, page in step.runs:
+            self.keys.append(key)
+            self.pages.append(page)
+
+    def in_order(self) -> List[Any]:
+        # A C key function, and the join in C: no Python frame per record.
+        order = sorted(range(len(self.keys)), key=self.keys.__getitem__)
+        ordered = list(chain.from_iterable(map(self.pages.__getitem__, order)))
+        ordered.extend(self.keyless)
+        return ordered
+
+
+def _in_order(steps: Iterable[Step]) -> List[Any]:
+    """The records of ``steps`` in key order (see :class:`_Collected`)."""
+    collected = _Collected()
     for step in steps:
-        if step.records:
-            for key, record in step.records:
-                if key is None:
-                    keyless.append(record)
-                else:
-                    runs.append((key, [record]))
-        runs.extend(step.runs)
-    # A C key function, and the join in C: no Python frame per record.
-    runs.sort(key=itemgetter(0))
-    ordered = list(chain.from_iterable(map(itemgetter(1), runs)))
-    ordered.extend(keyless)
-    return ordered
+        collected.add(step)
+    return collected.in_order()
 
 
 class Bitrix:
@@ -577,13 +594,12 @@ class Bitrix:
         ``result`` back unchanged, with a :class:`BitrixWarning`, as fast_bitrix24 does.
         """
         pager = self._pager(method, params, strategy, ids, parallel=self._runner.max_workers)
-        steps: List[Step] = []
+        collected = _Collected()
         with self._call() as token:
             try:
                 for step in self._pages(pager, max_in_flight=self._runner.max_workers,
                                         token=token):
-                    # Only the records: the step's plans are no longer needed.
-                    steps.append(Step(step.records, runs=step.runs))
+                    collected.add(step)
             except NotAList as reply:
                 warnings.warn(f"{reply.method} is not a list method: get_all() returns its "
                               "result unchanged (use call() for single calls)",
@@ -591,7 +607,7 @@ class Bitrix:
                 # Returned unchanged, as fast_bitrix24 does; typed as the usual list so
                 # callers of list methods need no narrowing.
                 return cast(List[Any], reply.result)
-        return _in_order(steps)
+        return collected.in_order()
 
     def iter_all(
         self,
