@@ -114,14 +114,6 @@ class _Collected:
         return ordered
 
 
-def _in_order(steps: Iterable[Step]) -> List[Any]:
-    """The records of ``steps`` in key order (see :class:`_Collected`)."""
-    collected = _Collected()
-    for step in steps:
-        collected.add(step)
-    return collected.in_order()
-
-
 class Bitrix:
     """A blocking, thread-pool client for one Bitrix24 portal.
 

@@ -106,13 +106,6 @@ class Step:
         for _, run in self.runs:
             yield from run
 
-    def pairs(self) -> Iterator[Tuple[Any, Any]]:
-        """Every record as a ``(key, record)`` pair (a run's records share its key)."""
-        yield from self.records
-        for key, run in self.runs:
-            for record in run:
-                yield key, record
-
 
 def _raise(failure: CommandFailure) -> None:
     err = failure.error

@@ -14,6 +14,7 @@ import warnings
 import pytest
 
 from bitrix_threaded.batch import batch_payload, parse_batch_reply, split_reply
+from bitrix_threaded.client import _Collected
 from bitrix_threaded.encoding import encode_command
 from bitrix_threaded.errors import NotFound
 from bitrix_threaded.methods import list_method
@@ -41,6 +42,22 @@ def execute_on(store, fail=None):
     return execute
 
 
+def pairs_of(step):
+    """A step's records as ``(key, record)`` pairs (a run's records share its key)."""
+    out = list(step.records)
+    for key, page in step.runs:
+        out.extend((key, record) for record in page)
+    return out
+
+
+def in_order(steps):
+    """What get_all returns for ``steps``."""
+    collected = _Collected()
+    for step in steps:
+        collected.add(step)
+    return collected.in_order()
+
+
 def run(strategy, store, *, seed=0, between=None, fail=None, shuffle=True):
     """Drive ``strategy`` to the end; returns the (key, record) pairs and plans sent."""
     rng = random.Random(seed)
@@ -57,7 +74,7 @@ def run(strategy, store, *, seed=0, between=None, fail=None, shuffle=True):
         results, failures = split_reply(parsed, chunk)
         totals = {int(label[1:]): n for label, n in parsed.totals.items()}
         step = strategy.consume(plan, Outcome(results, failures, totals))
-        pairs.extend(step.pairs())
+        pairs.extend(pairs_of(step))
         queue.extend(step.plans)
         if between is not None:
             between()
@@ -373,7 +390,7 @@ def test_unknown_methods_drop_repeats_by_the_id_key_they_carry():
     step = feed(strategy, plan, [page], {0: 60})
     later = step.plans[0]
     again = feed(strategy, later, [{"things": [{"id": i} for i in range(45, 60)]}], {0: 60})
-    assert [r["id"] for _, r in again.pairs()] == list(range(50, 60))
+    assert [r["id"] for _, r in pairs_of(again)] == list(range(50, 60))
 
 
 def test_shapes_the_client_does_not_understand_are_errors():
@@ -486,14 +503,13 @@ def _with_earlier_record(page, params):
 ], ids=["as sent", "int IDs", "a record before the range"])
 def test_runs_and_record_by_record_reading_give_the_same_export(monkeypatch, reorder):
     from bitrix_threaded import pagination
-    from bitrix_threaded.client import _in_order
 
     store = DataStore(deals=3000, seed=9)
     fast_steps = _export_steps(store, reorder)
-    fast = [(int(r["ID"]), r["TITLE"]) for r in _in_order(fast_steps)]
+    fast = [(int(r["ID"]), r["TITLE"]) for r in in_order(fast_steps)]
     monkeypatch.setattr(pagination, "_ascending_ids", lambda page, key: None)
     slow_steps = _export_steps(store, reorder)
-    slow = [(int(r["ID"]), r["TITLE"]) for r in _in_order(slow_steps)]
+    slow = [(int(r["ID"]), r["TITLE"]) for r in in_order(slow_steps)]
     assert all(not step.runs for step in slow_steps)
     assert any(step.runs for step in fast_steps)
     assert fast == slow
@@ -504,13 +520,12 @@ def test_runs_and_record_by_record_reading_give_the_same_export(monkeypatch, reo
 
 
 def test_in_order_joins_runs_and_single_records_by_key_keyless_last():
-    from bitrix_threaded.client import _in_order
     from bitrix_threaded.pagination import Step
     steps = [
         Step(runs=[(20, [{"n": 20}, {"n": 21}, {"n": 25}])]),
         Step(records=[(30, {"n": 30}), (None, {"n": "keyless"}), (5, {"n": 5})]),
         Step(runs=[(1, [{"n": 1}, {"n": 2}])], records=[(26, {"n": 26})]),
     ]
-    assert [r["n"] for r in _in_order(steps)] == [1, 2, 5, 20, 21, 25, 26, 30, "keyless"]
+    assert [r["n"] for r in in_order(steps)] == [1, 2, 5, 20, 21, 25, 26, 30, "keyless"]
     assert sum(s.count() for s in steps) == 9
     assert [r["n"] for r in steps[2].items()] == [26, 1, 2]
