@@ -183,18 +183,23 @@ def test_ctrl_c_stops_the_call_in_the_main_thread(name):
 
 
 def ctrl_c_stops(name):
-    with portal_with(deals=3000) as portal:
+    # Enough deals that every call needs many more requests than the 3 after which the
+    # interrupt comes (the export: 600 offset pages).
+    with portal_with(deals=30000) as portal:
         bx = client(portal)
-        ids = portal.ids("deal")
+        ids = portal.ids("deal")[:3000]
         items = [{"fields": {"TITLE": f"deal {i}"}} for i in range(2000)]
         firing = interrupt_soon(portal, 3)
         t0 = time.monotonic()
+        ended = []
         with pytest.raises(KeyboardInterrupt) as caught:
             if name == "write":
                 bx.call("crm.deal.add", items)
             else:
                 CALLS[name](bx, ids)
-            time.sleep(5)  # the call ended first: wait for the signal to fail loudly
+            ended.append(True)
+            time.sleep(5)  # the call ended first: let the signal land here, then fail
+        assert not ended, "the call ended before the interrupt: nothing was stopped"
         stop_seconds = time.monotonic() - t0
         firing.join(5.0)
         at_interrupt = portal.stats()["requests"]
@@ -205,7 +210,7 @@ def ctrl_c_stops(name):
         if name == "write":
             report = caught.value.__cause__
             assert isinstance(report, BatchError)
-            assert portal.count("deal") == 3000 + len(report.results)
+            assert portal.count("deal") == 30000 + len(report.results)
         bx.close()
         assert workers_alive() == []
 
