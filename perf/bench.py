@@ -147,6 +147,18 @@ class PortalProcess:
                 self.proc.wait(timeout=10)
 
 
+def machine_busy() -> float:
+    """CPU seconds the whole machine has spent busy (all cores, from /proc/stat)."""
+    try:
+        with open("/proc/stat") as handle:
+            fields = handle.readline().split()
+    except OSError:
+        return 0.0
+    # user nice system idle iowait irq softirq steal ...: all but idle and iowait
+    busy = sum(int(v) for i, v in enumerate(fields[1:9]) if i not in (3, 4))
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
 # -- scenarios ------------------------------------------------------------------------------
 
 @dataclasses.dataclass
@@ -328,6 +340,7 @@ def run_contender(scn: Scenario, who: Contender, portal: PortalProcess, ts: floa
     timeout = scn.budget * ts + 15.0
     portal.reset_stats()
     cpu0 = portal.cpu()
+    busy0 = machine_busy()
     t0 = time.monotonic()
     proc = subprocess.Popen([python, str(HERE / "contender.py"), str(spec_file)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -340,6 +353,7 @@ def run_contender(scn: Scenario, who: Contender, portal: PortalProcess, ts: floa
         os.killpg(proc.pid, signal.SIGKILL)
         stdout, stderr = proc.communicate(timeout=30)
     elapsed = time.monotonic() - t0
+    busy = machine_busy() - busy0
     stats = portal.stats()
     portal_cpu = portal.cpu() - cpu0
     result: Dict[str, Any] = {}
@@ -366,6 +380,10 @@ def run_contender(scn: Scenario, who: Contender, portal: PortalProcess, ts: floa
         "counted_rows": stats["counted_rows"], "commands": stats["commands"],
         "peak_concurrency": stats["peak_concurrency"], "portal_errors": stats["errors"],
         "internal_errors": stats["internal_errors"], "portal_cpu": portal_cpu,
+        # Busy time of the machine that was neither the client's process nor the
+        # portal's: other programs (and the kernel's loopback work) competing for the
+        # same cores. CPU figures of runs with much of it are not comparable.
+        "other_cpu": max(0.0, busy - portal_cpu - (result.get("cpu_total") or 0.0)),
     })
     result["unscaled"] = result.get("wall", elapsed) / ts
     spec_file.unlink(missing_ok=True)
@@ -429,13 +447,14 @@ def run_scenario(scn: Scenario, scales: Scales, peer_python: Path,
         if len(done) > 1:
             row["cpu_runs"] = [r.get("cpu") for r in done]
             row["wall_runs"] = [r["unscaled"] for r in done]
+        row["other_cpu_max"] = max(r.get("other_cpu", 0.0) for r in done)
         rows.append(row)
         print(f"   {who.label:28} {'ok ' if row['completed'] else 'NOT'} "
               f"{row['unscaled']:9.1f} s  req {row['requests']:5}  503 {row['rejected_503']}"
               f"  429 {row['rejected_429']}  op {row['operating']:.1f}  "
               f"cpu {row.get('cpu', float('nan')):.2f} (user {row.get('cpu_user', 0):.2f})"
               f"  rss {row.get('maxrss_kb', 0) / 1024:.0f}MB"
-              f"  portal cpu {row['portal_cpu']:.1f}"
+              f"  portal cpu {row['portal_cpu']:.1f}  other cpu {row['other_cpu_max']:.2f}"
               + (f"  cpu runs {row['cpu_runs']}" if "cpu_runs" in row else "")
               + (f"  [{row['error'][:120]}]" if row.get("error") else ""), flush=True)
     return {"key": scn.key, "title": scn.title, "profile": scn.profile,
@@ -488,6 +507,10 @@ def render_scenario(s: Dict[str, Any]) -> str:
                for r in s["rows"] if r.get("cpu_runs")]
     if spreads:
         lines += ["", "Client CPU of each run: " + "; ".join(spreads) + "."]
+    others = [r["other_cpu_max"] for r in s["rows"] if "other_cpu_max" in r]
+    if others:
+        lines += ["", f"Other CPU on the machine during any one run (busy time that was "
+                      f"neither the client's nor the portal's): at most {max(others):.2f} s."]
     return "\n".join(lines)
 
 
