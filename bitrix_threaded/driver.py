@@ -77,7 +77,11 @@ def drive(
                 step = strategy.consume(
                     plan, Outcome(outcome.results, outcome.failures, outcome.totals)
                 )
-                queue.extend((next_plan, False) for next_plan in step.plans)
+                # What a reply leads to goes first: a range's rest, the pages held
+                # for the deepest one. Pieces finish rather than all being started,
+                # and when the limits pace the export late in it, the requests left
+                # are the full first chains, not a pile of shorter rests.
+                queue.extendleft((next_plan, False) for next_plan in reversed(step.plans))
                 if step.records or step.runs:
                     yield step
         token.raise_if_cancelled(strategy.method.name)

@@ -55,6 +55,8 @@ PAGE = 50
 MIN_PAGES = 20
 #: Chains of at most this many pages share a batch with other short pieces.
 SHORT_CHAIN = 5
+#: Requests per piece of an ID-range export larger than one wave of requests.
+WAVE_REQUESTS = 2
 
 
 @dataclass(frozen=True)
@@ -598,7 +600,12 @@ class IdRanges(Strategy):
         pages = rng.left // PAGE + 1
         if pages <= self.batch_size and not spread:
             return [(rid, pages, False)]
-        pieces = math.ceil(rng.left / self._per_range) if pages > self.batch_size else 1
+        # An export of many request waves is paced by the limits, not by round trips:
+        # pieces of two nearly full requests each (a counted chain, then the exact
+        # rest), so half as many pieces each spend a count and end on a short page.
+        per_range = ((WAVE_REQUESTS * self.batch_size - 4) * PAGE if self._waves
+                     else self._per_range)
+        pieces = math.ceil(rng.left / per_range) if pages > self.batch_size else 1
         if spread and self.request_budget is not None and pages > 2 * MIN_PAGES:
             # Spread over requests the bucket lets go now, but never past about twice
             # the requests offset pages would need for the same export.
@@ -606,7 +613,9 @@ class IdRanges(Strategy):
                         2 * math.ceil(pages / self.batch_size) + 1)
             pieces = max(pieces, min(spare, math.ceil(rng.left / (MIN_PAGES * PAGE))))
         if pieces <= 1:
-            return [(rid, pages, False)]
+            # Longer than a batch only in a wave-paced export: its count says how many
+            # pages are left after this chain.
+            return [(rid, min(pages, self.batch_size), False)]
         return self._split(rid, pieces, even=spread and self._even)
 
     def _split(self, rid: int, pieces: int, even: bool = False) -> List[Tuple[int, int, bool]]:

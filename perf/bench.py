@@ -383,7 +383,9 @@ def run_contender(scn: Scenario, who: Contender, portal: PortalProcess, ts: floa
         # Busy time of the machine that was neither the client's process nor the
         # portal's: other programs (and the kernel's loopback work) competing for the
         # same cores. CPU figures of runs with much of it are not comparable.
-        "other_cpu": max(0.0, busy - portal_cpu - (result.get("cpu_total") or 0.0)),
+        # Unknown when the client's own figure is missing (a run stopped for its budget).
+        "other_cpu": (max(0.0, busy - portal_cpu - result["cpu_total"])
+                      if result.get("cpu_total") is not None else None),
     })
     result["unscaled"] = result.get("wall", elapsed) / ts
     spec_file.unlink(missing_ok=True)
@@ -447,14 +449,16 @@ def run_scenario(scn: Scenario, scales: Scales, peer_python: Path,
         if len(done) > 1:
             row["cpu_runs"] = [r.get("cpu") for r in done]
             row["wall_runs"] = [r["unscaled"] for r in done]
-        row["other_cpu_max"] = max(r.get("other_cpu", 0.0) for r in done)
+        known = [r["other_cpu"] for r in done if r.get("other_cpu") is not None]
+        row["other_cpu_max"] = max(known) if known else None
         rows.append(row)
         print(f"   {who.label:28} {'ok ' if row['completed'] else 'NOT'} "
               f"{row['unscaled']:9.1f} s  req {row['requests']:5}  503 {row['rejected_503']}"
               f"  429 {row['rejected_429']}  op {row['operating']:.1f}  "
               f"cpu {row.get('cpu', float('nan')):.2f} (user {row.get('cpu_user', 0):.2f})"
               f"  rss {row.get('maxrss_kb', 0) / 1024:.0f}MB"
-              f"  portal cpu {row['portal_cpu']:.1f}  other cpu {row['other_cpu_max']:.2f}"
+              f"  portal cpu {row['portal_cpu']:.1f}"
+              f"  other cpu {_num(row['other_cpu_max'], '{:.2f}')}"
               + (f"  cpu runs {row['cpu_runs']}" if "cpu_runs" in row else "")
               + (f"  [{row['error'][:120]}]" if row.get("error") else ""), flush=True)
     return {"key": scn.key, "title": scn.title, "profile": scn.profile,
@@ -507,7 +511,8 @@ def render_scenario(s: Dict[str, Any]) -> str:
                for r in s["rows"] if r.get("cpu_runs")]
     if spreads:
         lines += ["", "Client CPU of each run: " + "; ".join(spreads) + "."]
-    others = [r["other_cpu_max"] for r in s["rows"] if "other_cpu_max" in r]
+    others = [r["other_cpu_max"] for r in s["rows"]
+              if r.get("other_cpu_max") is not None and r.get("cpu") is not None]
     if others:
         lines += ["", f"Other CPU on the machine during any one run (busy time that was "
                       f"neither the client's nor the portal's): at most {max(others):.2f} s."]

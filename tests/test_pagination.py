@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import random
 import warnings
+from concurrent.futures import Future
 
 import pytest
 
-from bitrix_threaded.batch import batch_payload, parse_batch_reply, split_reply
+from bitrix_threaded.batch import Command, batch_payload, parse_batch_reply, split_reply
 from bitrix_threaded.client import _Collected
+from bitrix_threaded.driver import drive
 from bitrix_threaded.encoding import encode_command
 from bitrix_threaded.errors import NotFound
 from bitrix_threaded.methods import list_method
-from bitrix_threaded.pagination import IdList, IdRanges, OffsetPages, Outcome, Plan
+from bitrix_threaded.pagination import IdList, IdRanges, OffsetPages, Outcome, Plan, Step
+from bitrix_threaded.runner import BatchOutcome
 from bitrix_threaded.testing.batch import run_batch
 from bitrix_threaded.testing.store import DataStore, PortalError
 
@@ -130,18 +133,24 @@ def test_id_ranges_waste_few_pages_on_a_large_export():
 
 
 def test_an_export_of_many_request_waves_sends_few_empty_pages():
-    # 300,000 records, 2,500 a request, 6 requests at once: fifty waves. Each piece's
-    # chain has a 2% margin (not 10%), with no more requests for it.
+    # 300,000 records, 2,500 a request, 6 requests at once: fifty waves. Pieces of two
+    # requests each (a counted chain of a full batch, then the exact rest): half the
+    # counts and short end pages of one-request pieces, and no more requests.
     store = DataStore(deals=300000, seed=5)
     sent = {}
     for budget in (6, None):
         strategy = IdRanges(DEALS, {"select": ["ID"]}, parallel=6, request_budget=budget)
         pairs, sent[budget] = run(strategy, store, seed=1)
         assert sorted(ids_of(pairs)) == store.ids("deal")
+        assert len(pairs) == len(set(ids_of(pairs)))
         assert strategy._waves is (budget is not None)
     commands = {b: sum(len(p.commands) for p in plans) for b, plans in sent.items()}
-    assert commands[6] <= 1.06 * 300000 / 50 < commands[None]
+    counted = {b: sum(c.params["start"] == 0 for p in plans for c in p.commands)
+               for b, plans in sent.items()}
+    assert commands[6] <= 1.02 * 300000 / 50 < commands[None]
+    assert counted[6] <= counted[None] / 2 + 2
     assert len(sent[6]) <= len(sent[None]) + 3
+    assert max(len(p.commands) for p in sent[6]) == 50
 
 
 def test_id_ranges_split_a_large_export_into_many_pieces():
@@ -153,7 +162,8 @@ def test_id_ranges_split_a_large_export_into_many_pieces():
     assert sum(len(p.commands) for p in sent) <= 1.6 * 20000 / 50
 
 
-def test_id_ranges_exactly_once_while_records_change():
+@pytest.mark.parametrize("budget", [None, 2])  # 2: many waves, two-request pieces
+def test_id_ranges_exactly_once_while_records_change(budget):
     store = DataStore(deals=8000, seed=11)
     before = set(store.ids("deal"))
     rng = random.Random(2)
@@ -164,7 +174,9 @@ def test_id_ranges_exactly_once_while_records_change():
         added.update(a)
         deleted.update(d)
 
-    pairs, _ = run(IdRanges(DEALS, {}, batch_size=5, parallel=4), store, between=mutate)
+    strategy = IdRanges(DEALS, {}, batch_size=5, parallel=4, request_budget=budget)
+    pairs, _ = run(strategy, store, between=mutate)
+    assert strategy._waves is (budget is not None)
     got = ids_of(pairs)
     assert len(got) == len(set(got)), "no duplicates"
     survivors = before - deleted
@@ -529,3 +541,52 @@ def test_in_order_joins_runs_and_single_records_by_key_keyless_last():
     assert [r["n"] for r in in_order(steps)] == [1, 2, 5, 20, 21, 25, 26, 30, "keyless"]
     assert sum(s.count() for s in steps) == 9
     assert [r["n"] for r in steps[2].items()] == [26, 1, 2]
+
+
+class _InlineRunner:
+    """Runs each batch at once, in the calling thread; records what was sent."""
+
+    def __init__(self):
+        self.sent = []
+
+    def submit(self, fn, chunk, **kwargs):
+        future = Future()
+        future.set_result(fn(chunk, **kwargs))
+        return future
+
+    def run_batch(self, chunk, **kwargs):
+        self.sent.append(chunk[0][1].params["tag"])
+        return BatchOutcome({i: [] for i, _ in chunk}, [], {})
+
+
+class _Tree:
+    """Plans named by strings; consuming "a" leads to "a1" and "a2", and so on."""
+
+    method = DEALS
+
+    def __init__(self, roots, depth=2):
+        self.roots, self.depth = roots, depth
+
+    def plan(self, tag):
+        return Plan((Command(DEALS.name, {"tag": tag}),), tag=tag)
+
+    def initial(self):
+        return [self.plan(tag) for tag in self.roots]
+
+    def divisible(self, plan):
+        return False
+
+    def consume(self, plan, outcome):
+        step = Step()
+        if len(plan.tag) < self.depth:
+            step.plans.extend(self.plan(plan.tag + k) for k in "12")
+        return step
+
+    def finish(self):
+        pass
+
+
+def test_what_a_reply_leads_to_is_sent_before_the_plans_queued_earlier():
+    runner = _InlineRunner()
+    list(drive(runner, _Tree(["a", "b"]), max_in_flight=1))
+    assert runner.sent == ["a", "a1", "a2", "b", "b1", "b2"]
