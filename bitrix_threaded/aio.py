@@ -18,7 +18,8 @@ How work reaches the engine without blocking the event loop:
 Cancellation: each call gets a child of the facade's :class:`CancelToken` and runs
 inside :func:`~bitrix_threaded.cancel.cancel_scope`, which the engine reads at call
 entry. Cancelling the awaiting task cancels that token: the engine sends nothing new
-for the call and lets requests already on the wire finish. The task sees
+for the call and gives requests already on the wire a grace to finish (then their
+connections are cut, see :meth:`~bitrix_threaded.transport.Transport.expire`). The task sees
 :class:`asyncio.CancelledError` once the work has stopped (a second cancel while it
 stops is delivered at once), so when the ``await`` ends, nothing more is sent on its
 behalf. A multi-command write stopped part-way ends in a

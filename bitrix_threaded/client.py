@@ -324,7 +324,8 @@ class Bitrix:
         """Stop every call, the worker threads and the HTTP sessions. Idempotent; any thread.
 
         Calls running in other threads stop promptly: nothing new is sent for them,
-        requests already on the wire finish, and they raise :class:`ClientClosed`
+        requests already on the wire get a second to finish (then their connections are
+        cut off), and they raise :class:`ClientClosed`
         (or :class:`BatchError` reporting unsent writes as not executed and those
         on the wire as ambiguous). Later calls raise :class:`ClientClosed`.
         """

@@ -18,7 +18,9 @@ Three entry points:
 
 Cancellation: every entry point takes a :class:`~bitrix_threaded.cancel.CancelToken`. It
 is checked before each send, booking and retry, and every wait (limiter, backoff) waits
-on it. Once it is set nothing new is sent; requests on the wire finish.
+on it. Once it is set nothing new is sent; requests on the wire get :data:`STOP_GRACE`
+(and :data:`CUT_AFTER_GRACE`) to finish, then their connections are cut off, so no
+thread keeps waiting for a stalled portal on behalf of a stopped call.
 
 Thread safety: one Runner serves every thread of a :class:`~bitrix_threaded.Bitrix`.
 Pool workers only send requests; they never wait for other pool tasks. A
@@ -75,6 +77,9 @@ WaitListener = Callable[[str, str, float], None]
 #: Seconds a stopped call waits for its requests already on the wire before it reports
 #: them as ambiguous: long enough for a normal reply, short enough to stop promptly.
 STOP_GRACE = 1.0
+#: Seconds past the grace after which a stopped call's requests still on the wire are
+#: cut off (:meth:`Transport.expire`), freeing the threads that wait for them.
+CUT_AFTER_GRACE = 0.5
 #: A wait for the leaky bucket this long or longer is announced.
 VISIBLE_BUCKET_WAIT = 3.0
 BUCKET_WAIT = "waiting for the request-rate limit"
@@ -265,13 +270,29 @@ class Runner:
                 self._wait_for_bucket(method, token)
                 # The last check before the wire: after it the request is in flight.
                 token.raise_if_cancelled(method)
-                reply = self.transport.post(method, payload)
+                reply = self._post(method, payload, token)
             finally:
                 self.gate.release()
             self._record(method, reply, batch, own_class)
             return reply
         finally:
             self.window.release(ticket)
+
+    def _post(self, method: str, payload: Payload, token: CancelToken) -> Reply:
+        """``transport.post``; when ``token`` is cancelled meanwhile, the request gets
+        the stop grace (and a little more, so that a call waiting that long for it
+        reports it first) to finish, then its connection is cut off."""
+        if token is _NEVER_CANCELLED:
+            return self.transport.post(method, payload)
+
+        def expire() -> None:
+            self.transport.expire(token, self.stop_grace + CUT_AFTER_GRACE)
+
+        unregister = token.on_cancel(expire)
+        try:
+            return self.transport.post(method, payload, tag=token)
+        finally:
+            unregister()
 
     def _wait_for_bucket(self, method: str, token: CancelToken) -> None:
         delay = self.bucket.reserve()

@@ -39,7 +39,8 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import (Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple,
+                    Union)
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -115,8 +116,26 @@ def _is_upgrade(source: str, target: str) -> bool:
     )
 
 
-# The request this thread is sending: its deadline, and the watchdog entries armed
-# for it (each thread has its own session, so one connection in use at a time).
+class _Exchange:
+    """One request on the wire: its deadline, the watchdog entries armed for it, and
+    the tag it was sent under (see :meth:`Transport.expire`). Its transport's
+    ``lock`` guards ``deadline`` and ``entries``."""
+
+    __slots__ = ("deadline", "entries", "tag", "lock")
+
+    def __init__(self, deadline: float, tag: object, lock: threading.Lock):
+        self.deadline = deadline
+        self.entries: List[Any] = []
+        self.tag = tag
+        self.lock = lock
+
+    def watch(self, sock: Any) -> None:
+        with self.lock:
+            self.entries.append(WATCHDOG.arm(self.deadline, sock))
+
+
+# The request this thread is sending (each thread has its own session, so one
+# connection in use at a time).
 _current = threading.local()
 
 
@@ -130,10 +149,10 @@ class _Watched:
     """
 
     def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-        deadline = getattr(_current, "deadline", None)
+        exchange = getattr(_current, "exchange", None)
         sock = getattr(self, "sock", None)
-        if deadline is not None and sock is not None:
-            _current.entries.append(WATCHDOG.arm(deadline, sock))
+        if exchange is not None and sock is not None:
+            exchange.watch(sock)
         return super().getresponse(*args, **kwargs)  # type: ignore[misc]
 
 
@@ -198,6 +217,9 @@ class Transport:
         self._sessions: List[Tuple[requests.Session, List[Any]]] = []
         self._lock = threading.Lock()
         self._closed = False
+        # Requests on the wire, for expire(); the lock also guards each one's deadline.
+        self._in_flight: Set[_Exchange] = set()
+        self._flight_lock = threading.Lock()
         # (http origin, https origin) once the portal upgraded a request to TLS: later
         # requests go to https directly instead of sending credentials over http again.
         self._upgrade: Optional[Tuple[str, str]] = None
@@ -238,15 +260,39 @@ class Transport:
     def closed(self) -> bool:
         return self._closed
 
+    def expire(self, tag: object, seconds: float) -> int:
+        """Cut off the requests sent under ``tag`` (every request when ``None``) that
+        are still on the wire ``seconds`` from now; returns how many were found.
+
+        A stopped call's requests get that long to finish; then the watchdog shuts
+        their sockets down, so the threads waiting for the replies are free (a
+        stalled portal would hold them until the request deadline). Whether such a
+        request ran on the portal is unknown. Only the connections of this module's
+        adapters are cut off: a ``client=`` session's own adapters run to their
+        timeouts.
+        """
+        at = time.monotonic() + seconds
+        found = 0
+        with self._flight_lock:
+            for exchange in self._in_flight:
+                if tag is not None and exchange.tag is not tag:
+                    continue
+                found += 1
+                if at < exchange.deadline:
+                    exchange.deadline = at
+                    for entry in exchange.entries:
+                        WATCHDOG.hasten(entry, at)
+        return found
+
     # -- requests ---------------------------------------------------------------------
-    def post(self, method: str, payload: Payload = None) -> Reply:
+    def post(self, method: str, payload: Payload = None, *, tag: object = None) -> Reply:
         """POST ``payload`` as JSON to ``method`` (authenticated) and return the envelope.
 
         Raises a BitrixError subclass: the portal's own error (``error_from_reply``),
         :class:`ServerError` for a 5xx without an envelope, :class:`InvalidResponse`
         for any other reply that is not a JSON envelope or is too large,
         :class:`PortalMoved` for a redirect, or a :class:`TransportError` when no
-        reply arrived in time.
+        reply arrived in time. ``tag``: what :meth:`expire` knows the request by.
         """
         auth = self.credentials.auth_params()
         query: Optional[Dict[str, str]] = None
@@ -276,7 +322,8 @@ class Transport:
                 allow_redirects=False,
             )
 
-        status, raw = self._exchange(send, url, method, started, follow_upgrade=True)
+        status, raw = self._exchange(send, url, method, started, follow_upgrade=True,
+                                     tag=tag)
         elapsed = time.monotonic() - started
         return self._decode(status, raw, method, elapsed)
 
@@ -310,13 +357,16 @@ class Transport:
         started: float,
         *,
         follow_upgrade: bool,
+        tag: object = None,
     ) -> Tuple[int, bytearray]:
         """Send, handle a redirect, read the body under the deadline and size cap."""
         failure: Optional[BitrixError] = None
         target = url
         deadline_at = started + self.deadline
-        _current.deadline = deadline_at
-        _current.entries = []
+        exchange = _Exchange(deadline_at, tag, self._flight_lock)
+        with self._flight_lock:
+            self._in_flight.add(exchange)
+        _current.exchange = exchange
         try:
             session = self._session()
             response = send(session, target)
@@ -349,10 +399,12 @@ class Transport:
                 # The watchdog cut the connection: say why, not how it looked.
                 failure = self._deadline(method)
         finally:
-            _current.deadline = None
-            for entry in _current.entries:
+            _current.exchange = None
+            with self._flight_lock:
+                self._in_flight.discard(exchange)
+                entries = exchange.entries
+            for entry in entries:
                 WATCHDOG.disarm(entry)
-            _current.entries = []
         if failure is not None:
             # Outside the handler: the foreign exception must not become __context__.
             raise self._scrub(failure)

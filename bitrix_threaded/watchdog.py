@@ -5,7 +5,9 @@ status line and headers a byte at a time never trips it. The transport bounds th
 body itself (it reads piece by piece and checks the time); for the part it cannot
 see, the status line and headers parsed inside ``http.client``, it arms this
 watchdog with the socket and the deadline. Past the deadline the watchdog shuts the
-socket down, so the blocked read returns at once and the request fails.
+socket down, so the blocked read returns at once and the request fails. A stopped
+call hastens the deadlines of its requests still on the wire (:meth:`Watchdog.hasten`):
+they get a short grace to finish, then are cut off the same way.
 
 One daemon thread serves every client in the process and sleeps until the earliest
 deadline; arming and disarming cost a heap push and a flag under one lock. Disarming
@@ -67,20 +69,30 @@ class Watchdog:
         """Watch ``sock`` until :meth:`disarm`; cut it off once ``deadline`` passes."""
         entry = _Entry(sock)
         with self._lock:
-            if len(self._heap) > _COMPACT_AT:
-                # Disarmed entries leave the heap lazily; drop them in one go.
-                self._heap = [item for item in self._heap if item[2].armed]
-                heapq.heapify(self._heap)
-            earliest = self._heap[0][0] if self._heap else math.inf
-            heapq.heappush(self._heap, (deadline, next(self._order), entry))
-            if self._background and self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="bitrix_threaded-watchdog", daemon=True)
-                self._thread.start()
-            elif deadline < earliest:
-                # The thread sleeps until the old earliest deadline at most.
-                self._wake.notify()
+            self._push(deadline, entry)
         return entry
+
+    def hasten(self, entry: _Entry, deadline: float) -> None:
+        """Cut ``entry``'s socket off at ``deadline`` if that is earlier (and it is still
+        armed then); the later deadline it had stays, harmless."""
+        with self._lock:
+            if entry.armed:
+                self._push(deadline, entry)
+
+    def _push(self, deadline: float, entry: _Entry) -> None:
+        if len(self._heap) > _COMPACT_AT:
+            # Disarmed entries leave the heap lazily; drop them in one go.
+            self._heap = [item for item in self._heap if item[2].armed]
+            heapq.heapify(self._heap)
+        earliest = self._heap[0][0] if self._heap else math.inf
+        heapq.heappush(self._heap, (deadline, next(self._order), entry))
+        if self._background and self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="bitrix_threaded-watchdog", daemon=True)
+            self._thread.start()
+        elif deadline < earliest:
+            # The thread sleeps until the old earliest deadline at most.
+            self._wake.notify()
 
     def disarm(self, entry: _Entry) -> None:
         """Stop watching; once this returns the socket is never cut off by this entry."""
@@ -99,6 +111,8 @@ class Watchdog:
             deadline, _, entry = heap[0]
             if entry.armed and deadline > now:
                 return deadline - now
+            # An entry may be in the heap more than once (hastened): the first cut
+            # disarms it, its later deadlines then just leave.
             heapq.heappop(heap)
             if entry.armed:
                 entry.armed = False

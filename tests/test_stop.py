@@ -253,6 +253,67 @@ def test_writes_on_the_wire_when_stopped_are_reported_ambiguous():
         assert portal.count("deal") == len(error.results) + len(error.ambiguous)
 
 
+def test_close_does_not_wait_for_a_stalled_portal():
+    # Every request stalls for a minute: after the grace the batches still on the wire
+    # are cut off, so close() and the call end at once, and no worker is left waiting.
+    with portal_with(fault_rate=1.0, fault_kinds=("stall",), stall_seconds=240.0) as portal:
+        bx = client(portal)
+        bx._runner.stop_grace = 0.05
+        items = [{"fields": {"TITLE": f"deal {i}"}} for i in range(500)]
+        thread, box = run_in_thread(lambda: bx.call("crm.deal.add", items))
+        started(portal, 2)
+        closer, _ = run_in_thread(bx.close)
+        closer.join(10.0)
+        thread.join(10.0)
+        assert not closer.is_alive() and not thread.is_alive(), "waited for the stall"
+        error = box.get("error")
+        assert isinstance(error, BatchError), box
+        assert error.ambiguous and error.not_executed
+        assert len(error.results) + len(error.ambiguous) + len(error.not_executed) == 500
+        assert workers_alive() == []
+        assert bx.transport._in_flight == set()
+
+
+EXIT_AFTER_CTRL_C = """
+import os, signal, sys, threading
+from bitrix_threaded import Bitrix
+from bitrix_threaded.testing import FakePortal
+
+portal = FakePortal(profile="instant", deals=10, fault_rate=1.0, fault_kinds=("stall",),
+                    stall_seconds=120.0).__enter__()
+bx = Bitrix(portal.webhook, verbose=False)
+
+stopped = threading.Event()
+
+def interrupt():
+    while portal.stats()["requests"] < 2:
+        threading.Event().wait(0.01)
+    for _ in range(3):  # again if a signal was lost in a weakref callback
+        os.kill(os.getpid(), signal.SIGINT)
+        if stopped.wait(2.0):
+            return
+
+threading.Thread(target=interrupt, daemon=True).start()
+try:
+    bx.call("crm.deal.update", [{"id": i, "fields": {"TITLE": "x"}} for i in range(1, 200)])
+except KeyboardInterrupt as exc:
+    stopped.set()
+    print("interrupted:", type(exc.__cause__).__name__, flush=True)
+# No close(): leaving the interpreter joins the pool's threads.
+"""
+
+
+def test_after_ctrl_c_the_program_exits_without_waiting_for_a_stalled_portal():
+    import subprocess
+    import sys
+
+    # The stall is two minutes; the program must be gone long before.
+    done = subprocess.run([sys.executable, "-c", EXIT_AFTER_CTRL_C], capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "interrupted: BatchError" in done.stdout, (done.stdout, done.stderr[-2000:])
+
+
 def test_an_iterator_dropped_unstarted_lets_go_of_the_client():
     import gc
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import json
 import socket
+import threading
 import time
 import tracemalloc
 import zlib
@@ -20,6 +21,7 @@ import pytest
 
 from bitrix_threaded import (
     Bitrix,
+    Cancelled,
     CertificateFailed,
     ConnectionFailed,
     InvalidResponse,
@@ -29,6 +31,8 @@ from bitrix_threaded import (
     RetryPolicy,
     ServerError,
 )
+from bitrix_threaded.cancel import CancelToken, cancel_scope
+from bitrix_threaded.errors import TransportError
 from bitrix_threaded.transport import DEFAULT_MAX_REPLY_BYTES
 
 from edge_servers import Certificates, Exchange, LocalServer, closed_port, make_certificates
@@ -342,6 +346,80 @@ def test_slow_drip_headers_end_at_the_deadline_too():
             # The client stays usable: later requests get fresh connections.
             with pytest.raises(RequestTimeout):
                 bx.call("crm.deal.get", {"ID": 1})
+
+
+class Held:
+    """Reads each request, then answers only once released (a stalled portal)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.arrived = threading.Semaphore(0)
+
+    def __call__(self, ex: Exchange) -> None:
+        self.arrived.release()
+        if self.release.wait(30):
+            ex.json(ok({"ID": "1"}))
+
+
+def in_thread(fn: Callable[[], Any]) -> Any:
+    box: Dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as exc:  # handed to the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, box
+
+
+def test_a_stopped_calls_request_on_the_wire_is_cut_off_after_the_grace():
+    # Without the cut the call would wait for the stalled reply: 30 s here, up to the
+    # request deadline (125 s by default) on a real portal, and so would close() and
+    # the interpreter's exit, which joins the worker threads.
+    held = Held()
+    with LocalServer(held) as portal, client(portal.url, timeout=(2, 60)) as bx:
+        bx._runner.stop_grace = 0.05
+        token = CancelToken()
+
+        def call() -> Any:
+            with cancel_scope(token):
+                return bx.call("crm.deal.get", {"ID": 1})
+
+        thread, box = in_thread(call)
+        assert held.arrived.acquire(timeout=5)
+        token.cancel("the caller gave up")
+        thread.join(10)
+        stopped = not thread.is_alive()
+        held.release.set()
+        assert stopped, "the call waited for the stalled reply"
+        assert isinstance(box.get("error"), Cancelled), box
+        assert bx.transport._in_flight == set()
+        # The client itself still works.
+        assert bx.call("crm.deal.get", {"ID": 1}) == {"ID": "1"}
+
+
+def test_expire_cuts_off_only_the_requests_sent_under_its_tag():
+    held = Held()
+    with LocalServer(held) as portal, client(portal.url, timeout=(2, 60)) as bx:
+        mine, other = object(), object()
+        first, got_first = in_thread(
+            lambda: bx.transport.post("crm.deal.get", {"ID": 1}, tag=mine))
+        second, got_second = in_thread(
+            lambda: bx.transport.post("crm.deal.get", {"ID": 2}, tag=other))
+        assert held.arrived.acquire(timeout=5) and held.arrived.acquire(timeout=5)
+        assert bx.transport.expire(mine, 0.0) == 1
+        first.join(10)
+        cut = not first.is_alive()
+        held.release.set()
+        second.join(10)
+        assert cut, "the tagged request was not cut off"
+        error = got_first.get("error")
+        assert isinstance(error, TransportError) and error.executed is None, got_first
+        assert got_second["result"].data["result"] == {"ID": "1"}
+        assert bx.transport.expire(None, 0.0) == 0  # nothing left on the wire
 
 
 def test_the_default_deadline_follows_the_timeout():

@@ -52,3 +52,23 @@ def test_disarmed_entries_do_not_pile_up():
         for _ in range(10_000):
             dog.disarm(dog.arm(1e9, a))
         assert len(dog._heap) <= 4097
+
+
+def test_hasten_cuts_an_armed_socket_earlier_and_never_a_disarmed_one():
+    now = [100.0]
+    dog = Watchdog(monotonic=lambda: now[0], background=False)
+    hurried, b1 = pair()
+    spared, b2 = pair()
+    with hurried, b1, spared, b2:
+        entry = dog.arm(1000.0, hurried)
+        done = dog.arm(1000.0, spared)
+        dog.disarm(done)
+        dog.hasten(entry, 110.0)
+        dog.hasten(done, 110.0)              # disarmed: nothing is pushed
+        dog.hasten(entry, 500.0)             # later than its earliest: the earliest holds
+        assert dog.sweep() == 10.0
+        now[0] = 111.0
+        assert dog.sweep() == math.inf       # cut once; its later deadlines just leave
+        assert hurried.recv(1) == b""
+        b2.sendall(b"x")
+        assert spared.recv(1) == b"x"
