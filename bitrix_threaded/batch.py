@@ -103,6 +103,17 @@ class Command:
         object.__setattr__(command, "_text", text)
         return command
 
+    def respliced(self, params: Mapping[str, Any], text: str) -> "Command":
+        """A command of the same (already validated) method with other ``params`` and
+        their ``text``, as :meth:`encoded` gives, without checking the method again (a
+        strategy's chain of pages makes thousands of these at once)."""
+        command = object.__new__(Command)
+        setattr_ = object.__setattr__
+        setattr_(command, "method", self.method)
+        setattr_(command, "params", params)
+        setattr_(command, "_text", text)
+        return command
+
     @property
     def text(self) -> str:
         """The command as sent inside a batch, ``"method?query"``; encoded once, then kept.

@@ -43,7 +43,7 @@ from operator import itemgetter, lt
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from .batch import Command, command_label
-from .encoding import http_build_query
+from .encoding import _urlencode, http_build_query
 from .errors import BitrixError, CommandFailure, InvalidResponse
 from .methods import DETECT, ListMethod, named_like_a_list
 from .retry import RetryPolicy, RetryState
@@ -509,6 +509,11 @@ class _Range:
 _Segment = Tuple[int, int, int, bool]
 
 
+# Stands for a chained page's cursor while its command is encoded (IdRanges._chain).
+_MARK = "\x00cursor\x00"
+_MARK_TEXT = _urlencode(_MARK)
+
+
 class IdRanges(Strategy):
     """Parallel ID ranges sized by the server's counts, chained cursor pages inside each.
 
@@ -686,18 +691,39 @@ class IdRanges(Strategy):
               retry: Optional[RetryState] = None) -> Plan:
         commands: List[Command] = []
         segments: List[_Segment] = []
+        user = self.user_filter
         for rid, n, counted in pieces:
             rng = self._ranges[rid]
             first = len(commands)
-            for j in range(n):
-                cursor: Any = (rng.lo if j == 0
-                               else self.method.path(command_label(first + j - 1), PAGE - 1))
-                filter_ = {**self.user_filter, self._gt: cursor, self._le: rng.hi}
-                start = 0 if counted and j == 0 else -1
-                commands.append(self._command(filter_, start, self._asc))
+            filter_ = {**user, self._gt: rng.lo, self._le: rng.hi}
+            commands.append(self._command(filter_, 0 if counted else -1, self._asc))
+            if n > 1:
+                refs = [self.method.path(command_label(first + j), PAGE - 1)
+                        for j in range(n - 1)]
+                commands.extend(self._chain(user, rng.hi, refs))
             segments.append((rid, first, n, counted))
         return Plan(tuple(commands), tag=("ranges", tuple(segments)), attempt=attempt,
                     retry=retry)
+
+    def _chain(self, user: Dict[str, Any], hi: int, refs: List[str]) -> List[Command]:
+        """Cursor pages after the records ``refs`` name, up to ``hi``. The commands
+        differ only in the reference: one is encoded with a marker in its place and the
+        others spliced from it (encoding each whole was most of planning a large
+        export's first cut, which the export waits for)."""
+        filter_ = {**user, self._gt: _MARK, self._le: hi}
+        model = self._command(filter_, -1, self._asc)
+        head, *tail = model.text.split(_MARK_TEXT)
+        if len(tail) != 1:  # the caller's own filter holds the marker: encode each
+            return [self._command({**user, self._gt: ref, self._le: hi}, -1, self._asc)
+                    for ref in refs]
+        key = self._filter_key or self.method.filter_param
+        after, gt = tail[0], self._gt
+        commands = []
+        for ref in refs:
+            params = dict(model.params)
+            params[key] = {**filter_, gt: ref}
+            commands.append(model.respliced(params, f"{head}{_urlencode(ref)}{after}"))
+        return commands
 
     # -- consuming ------------------------------------------------------------------
     def consume(self, plan: Plan, outcome: Outcome) -> Step:

@@ -9,6 +9,7 @@ pool), and records can be added or deleted between plans.
 from __future__ import annotations
 
 import random
+import re
 import warnings
 from concurrent.futures import Future
 
@@ -246,6 +247,24 @@ def test_the_users_filter_and_own_id_bounds_are_kept():
     expected = sorted(i for i in store.ids("deal") if 1000 < i <= 9000
                       and store.call("crm.deal.get", {"id": i}).result["CLOSED"] == "N")
     assert sorted(got) == expected
+
+
+@pytest.mark.parametrize("odd", ["a&b=c [x]+~%20\u00e9", "\x00cursor\x00"])
+@pytest.mark.parametrize("key", ["filter", "FILTER"])
+def test_chained_pages_carry_the_callers_filter_encoded_like_any_command(odd, key):
+    # The pages chained after a piece's first one are spliced from one encoded model;
+    # run() checks each one's text against the general encoder. The second value is
+    # the model's own marker: those commands are encoded one by one instead.
+    store = DataStore(deals=6000, seed=21)
+    params = {key: {"!TITLE": odd, ">ID": 3}, "select": ["ID", "TITLE"]}
+    pairs, sent = run(IdRanges(DEALS, params, parallel=4, request_budget=4), store)
+    assert sorted(ids_of(pairs)) == [i for i in store.ids("deal") if i > 3]
+    chained = [c for p in sent for c in p.commands
+               if isinstance(c.params[key][">ID"], str)]
+    assert len(chained) > 60
+    assert all(c.params[key]["!TITLE"] == odd and c.params["start"] == -1 for c in chained)
+    refs = {c.params[key][">ID"] for c in chained}
+    assert all(re.fullmatch(r"\$result\[c\d+\]\[49\]\[ID\]", ref) for ref in refs)
 
 
 def test_booleans_in_filters_work_on_every_page():

@@ -7,8 +7,10 @@ is a port on 127.0.0.1 with nothing listening; DNS failures come from a patched
 
 from __future__ import annotations
 
+import base64
 import gc
 import json
+import os
 import socket
 import threading
 import time
@@ -18,6 +20,8 @@ from typing import Any, Callable, Dict
 from urllib.parse import quote
 
 import pytest
+import requests
+import requests.sessions
 
 from bitrix_threaded import (
     Bitrix,
@@ -32,6 +36,7 @@ from bitrix_threaded import (
     ServerError,
 )
 from bitrix_threaded.cancel import CancelToken, cancel_scope
+from bitrix_threaded import transport as transport_module
 from bitrix_threaded.errors import TransportError
 from bitrix_threaded.transport import DEFAULT_MAX_REPLY_BYTES
 
@@ -225,6 +230,75 @@ def test_ssl_true_follows_the_environment_bundle_as_requests_does(certs, monkeyp
     with LocalServer(answer(5), tls=certs.server_context()) as secure:
         with client(secure.url, ssl=True) as bx:
             assert bx.call("crm.deal.get", {"ID": 1}) == 5
+
+
+# -- what requests takes from the environment -------------------------------------------------
+
+@pytest.fixture
+def no_proxies(monkeypatch):
+    """An environment without proxy settings, whatever the machine's own are."""
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def test_a_proxy_from_the_environment_carries_the_requests(no_proxies):
+    with LocalServer(answer(5)) as proxy:
+        no_proxies.setenv("http_proxy", proxy.url)
+        # The portal's name is never looked up: the proxy is asked for it.
+        with client("http://portal.example/") as bx:
+            assert bx.call("crm.deal.get", {"ID": 1}) == 5
+            assert bx.call("crm.deal.get", {"ID": 2}) == 5
+    assert [r.path for r in proxy.received] == [
+        f"http://portal.example/rest/1/{quote(CODE, safe='+=')}/crm.deal.get"] * 2
+
+
+def test_no_proxy_and_a_session_that_does_not_trust_the_environment_go_straight(no_proxies):
+    with LocalServer(answer(5)) as portal, LocalServer(answer(6)) as proxy:
+        no_proxies.setenv("http_proxy", proxy.url)
+        with client(portal.url) as bx:
+            assert bx.call("crm.deal.get", {"ID": 1}) == 6
+        template = requests.Session()
+        template.trust_env = False
+        with client(portal.url, client=template) as bx:
+            assert bx.call("crm.deal.get", {"ID": 1}) == 5
+        no_proxies.setenv("no_proxy", "127.0.0.1")
+        with client(portal.url) as bx:
+            assert bx.call("crm.deal.get", {"ID": 1}) == 5
+    assert len(proxy.received) == 1 and len(portal.received) == 2
+
+
+def test_netrc_credentials_go_along_unless_the_session_has_its_own(tmp_path, no_proxies):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password n3trc\n")
+    netrc.chmod(0o600)
+    no_proxies.setenv("NETRC", str(netrc))
+    template = requests.Session()
+    template.auth = ("own", "pass")
+    with LocalServer(answer(5)) as portal:
+        with client(portal.url) as bx:
+            bx.call("crm.deal.get", {"ID": 1})
+        with client(portal.url, client=template) as bx:
+            bx.call("crm.deal.get", {"ID": 1})
+    sent = [r.headers.get("Authorization") for r in portal.received]
+    assert sent == [f"Basic {base64.b64encode(b'someone:n3trc').decode()}",
+                    f"Basic {base64.b64encode(b'own:pass').decode()}"]
+
+
+def test_the_environment_is_read_once_per_origin_not_on_every_request(no_proxies):
+    ours, theirs = [], []
+    real = transport_module.get_environ_proxies
+    no_proxies.setattr(transport_module, "get_environ_proxies",
+                       lambda url, no_proxy=None: ours.append(url) or real(url, no_proxy))
+    no_proxies.setattr(requests.sessions, "get_environ_proxies",
+                       lambda url, no_proxy=None: theirs.append(url) or real(url, no_proxy))
+    with LocalServer(answer(5)) as portal:
+        with client(portal.url, max_workers=1) as bx:
+            for i in range(5):
+                assert bx.call("crm.deal.get", {"ID": i}) == 5
+    # Only the origin is looked at, never the path with the webhook in it.
+    assert ours == [portal.url] and theirs == []
 
 
 # -- connection errors ------------------------------------------------------------------------
