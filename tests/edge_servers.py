@@ -6,6 +6,7 @@ received (method, path, headers, body) and each connection accepted, so a
 test can assert that a server received nothing. :func:`make_certificates`
 writes a private CA, a second unrelated CA and a server certificate for
 127.0.0.1 signed by the first, using ``cryptography`` (a test dependency).
+:func:`run_in_thread` runs a blocking call beside the test, to stop or close it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 
 @dataclass
@@ -233,3 +234,19 @@ def make_certificates(directory: Path) -> Certificates:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()))
     return paths
+
+
+def run_in_thread(fn: Callable[[], Any]) -> Tuple[threading.Thread, Dict[str, Any]]:
+    """Start ``fn()`` in a thread; its result or exception lands in the returned box
+    (``"result"`` or ``"error"``) once the thread ends."""
+    box: Dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as exc:  # handed to the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread, box

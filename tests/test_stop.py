@@ -14,6 +14,7 @@ import threading
 import time
 
 import pytest
+from edge_servers import run_in_thread
 
 from bitrix_threaded import BatchError, Bitrix, Cancelled, ClientClosed
 from bitrix_threaded.cancel import CancelToken, cancel_scope
@@ -46,20 +47,6 @@ def started(portal: FakePortal, requests: int, timeout: float = 5.0) -> None:
     while portal.stats()["requests"] < requests:
         assert time.monotonic() < deadline, "the call never got going"
         time.sleep(0.01)
-
-
-def run_in_thread(fn):
-    box = {}
-
-    def target():
-        try:
-            box["result"] = fn()
-        except BaseException as exc:  # handed to the test
-            box["error"] = exc
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    return thread, box
 
 
 CALLS = {

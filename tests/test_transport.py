@@ -40,7 +40,8 @@ from bitrix_threaded import transport as transport_module
 from bitrix_threaded.errors import TransportError
 from bitrix_threaded.transport import DEFAULT_MAX_REPLY_BYTES
 
-from edge_servers import Certificates, Exchange, LocalServer, closed_port, make_certificates
+from edge_servers import (Certificates, Exchange, LocalServer, closed_port, make_certificates,
+                          run_in_thread)
 
 CODE = "wh+Code=9xQz"
 CLIENT_SECRET = "cs+Sec/ret=ABC"
@@ -435,20 +436,6 @@ class Held:
             ex.json(ok({"ID": "1"}))
 
 
-def in_thread(fn: Callable[[], Any]) -> Any:
-    box: Dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["result"] = fn()
-        except BaseException as exc:  # handed to the test
-            box["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, box
-
-
 def test_a_stopped_calls_request_on_the_wire_is_cut_off_after_the_grace():
     # Without the cut the call would wait for the stalled reply: 30 s here, up to the
     # request deadline (125 s by default) on a real portal, and so would close() and
@@ -462,7 +449,7 @@ def test_a_stopped_calls_request_on_the_wire_is_cut_off_after_the_grace():
             with cancel_scope(token):
                 return bx.call("crm.deal.get", {"ID": 1})
 
-        thread, box = in_thread(call)
+        thread, box = run_in_thread(call)
         assert held.arrived.acquire(timeout=5)
         token.cancel("the caller gave up")
         thread.join(10)
@@ -479,9 +466,9 @@ def test_expire_cuts_off_only_the_requests_sent_under_its_tag():
     held = Held()
     with LocalServer(held) as portal, client(portal.url, timeout=(2, 60)) as bx:
         mine, other = object(), object()
-        first, got_first = in_thread(
+        first, got_first = run_in_thread(
             lambda: bx.transport.post("crm.deal.get", {"ID": 1}, tag=mine))
-        second, got_second = in_thread(
+        second, got_second = run_in_thread(
             lambda: bx.transport.post("crm.deal.get", {"ID": 2}, tag=other))
         assert held.arrived.acquire(timeout=5) and held.arrived.acquire(timeout=5)
         assert bx.transport.expire(mine, 0.0) == 1
