@@ -448,7 +448,15 @@ class Runner:
                     if token.cancelled:
                         break
                     chunk = [(pending[j], c) for j, c in chunk]
-                    running[self.submit(self.run_batch, chunk, token=token)] = chunk
+                    try:
+                        future = self.submit(self.run_batch, chunk, token=token)
+                    except ClientClosed:
+                        # close() cancels the calls' tokens, then the pool: a retry
+                        # submitted in between is reported with the rest by _stop.
+                        if not token.cancelled:
+                            raise
+                        break
+                    running[future] = chunk
                 retry: List[int] = []
                 delay = 0.0
                 while running and not token.cancelled:

@@ -49,6 +49,18 @@ def started(portal: FakePortal, requests: int, timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
+def stalling(portal: FakePortal, timeout: float = 5.0) -> None:
+    """Wait until a request is in the portal's stall (on the wire, not yet executed);
+    a request the portal turned away at once does not count."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = portal.stats()
+        if stats["faults"].get("stall", 0) >= 1 and stats["in_flight"] >= 1:
+            return
+        assert time.monotonic() < deadline, "no request reached the stall"
+        time.sleep(0.01)
+
+
 CALLS = {
     "get_by_ID": lambda bx, ids: bx.get_by_ID("crm.deal.get", ids),
     "call_list": lambda bx, ids: bx.call("crm.deal.get", [{"ID": i} for i in ids]),
@@ -227,7 +239,7 @@ def test_writes_on_the_wire_when_stopped_are_reported_ambiguous():
         bx._runner.stop_grace = 0.05
         items = [{"fields": {"TITLE": f"deal {i}"}} for i in range(500)]
         thread, box = run_in_thread(lambda: bx.call("crm.deal.add", items))
-        started(portal, 1)
+        stalling(portal)
         bx.close()
         thread.join(5.0)
         assert not thread.is_alive()
@@ -238,6 +250,33 @@ def test_writes_on_the_wire_when_stopped_are_reported_ambiguous():
         assert len(error.results) + len(error.ambiguous) + len(error.not_executed) == 500
         # The stalled batches ran after all; the unsent ones did not.
         assert portal.count("deal") == len(error.results) + len(error.ambiguous)
+
+
+def test_a_close_between_two_batches_being_handed_out_still_reports_the_first():
+    # close() cancels the call, then shuts the pool: a batch handed to the pool in
+    # between finds it closed. The batch already sent is still reported, not lost in a
+    # bare ClientClosed.
+    with portal_with(fault_rate=1.0, fault_kinds=("stall",), stall_seconds=2.0) as portal:
+        bx = client(portal)
+        bx._runner.stop_grace = 0.05
+        submit = bx._runner.submit
+        handed = []
+
+        def racing_submit(*args, **kwargs):
+            handed.append(True)
+            if len(handed) == 2:
+                stalling(portal)
+                bx.close()
+            return submit(*args, **kwargs)
+
+        bx._runner.submit = racing_submit
+        items = [{"fields": {"TITLE": f"deal {i}"}} for i in range(100)]
+        with pytest.raises(BatchError) as caught:
+            bx.call("crm.deal.add", items)
+    report = caught.value
+    assert len(handed) == 2
+    assert len(report.results) + len(report.ambiguous) == 50
+    assert len(report.not_executed) == 50
 
 
 def test_close_does_not_wait_for_a_stalled_portal():
