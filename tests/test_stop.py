@@ -41,24 +41,25 @@ def workers_alive() -> list:
             if t.name.startswith("bitrix_threaded") and not t.daemon]
 
 
-def started(portal: FakePortal, requests: int, timeout: float = 5.0) -> None:
-    """Wait (in real time, briefly) until the portal has seen ``requests`` requests."""
+def _wait(portal: FakePortal, ready, what: str, timeout: float) -> None:
+    """Poll the portal's stats (in real time, briefly) until ``ready(stats)``."""
     deadline = time.monotonic() + timeout
-    while portal.stats()["requests"] < requests:
-        assert time.monotonic() < deadline, "the call never got going"
+    while not ready(portal.stats()):
+        assert time.monotonic() < deadline, what
         time.sleep(0.01)
+
+
+def started(portal: FakePortal, requests: int, timeout: float = 5.0) -> None:
+    """Wait until the portal has seen ``requests`` requests."""
+    _wait(portal, lambda stats: stats["requests"] >= requests, "the call never got going",
+          timeout)
 
 
 def stalling(portal: FakePortal, timeout: float = 5.0) -> None:
     """Wait until a request is in the portal's stall (on the wire, not yet executed);
     a request the portal turned away at once does not count."""
-    deadline = time.monotonic() + timeout
-    while True:
-        stats = portal.stats()
-        if stats["faults"].get("stall", 0) >= 1 and stats["in_flight"] >= 1:
-            return
-        assert time.monotonic() < deadline, "no request reached the stall"
-        time.sleep(0.01)
+    _wait(portal, lambda stats: stats["faults"].get("stall", 0) >= 1 and stats["in_flight"] >= 1,
+          "no request reached the stall", timeout)
 
 
 CALLS = {
@@ -211,7 +212,9 @@ def ctrl_c_stops(name):
                     else:
                         CALLS[name](bx, ids)
                     ended.append(True)
-                    time.sleep(5)  # the call ended first: let the signal land here, then fail
+                    # The call ended first: let the interrupt land here (it cuts the
+                    # join short), then fail below.
+                    firing.join(5.0)
             finally:
                 stopped.set()
             assert not ended, "the call ended before the interrupt: nothing was stopped"
