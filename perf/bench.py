@@ -410,6 +410,14 @@ def _run_once(scn: Scenario, who: Contender, ts: float, peer_python: Path,
     return row
 
 
+def rotated(items: List[Any], turn: int) -> List[Any]:
+    """``items`` starting ``turn`` places further on (wrapping round)."""
+    if not items:
+        return []
+    shift = turn % len(items)
+    return items[shift:] + items[:shift]
+
+
 def run_scenario(scn: Scenario, scales: Scales, peer_python: Path,
                  only: Optional[List[str]] = None) -> Dict[str, Any]:
     ts = scales.of(scn)
@@ -433,11 +441,13 @@ def run_scenario(scn: Scenario, scales: Scales, peer_python: Path,
     else:
         expected = fingerprint(all_ids)
     del all_ids
-    # Repeated runs go round-robin (A B C, A B C, ...) so that drift in the machine's
-    # speed hits every contender alike. The plain loop runs once.
+    # Repeated runs go round-robin so that drift in the machine's speed hits every
+    # contender alike, and each round starts one contender further on (A B C, B C A,
+    # C A B) so that no contender always runs first or right after the same one. The
+    # plain loop runs once.
     runs: Dict[str, List[Dict[str, Any]]] = {who.label: [] for who in contenders}
     for round_ in range(scn.repeat):
-        for who in contenders:
+        for who in rotated(contenders, round_):
             if round_ > 0 and who.scale == "plain":
                 continue
             runs[who.label].append(
