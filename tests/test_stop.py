@@ -12,6 +12,8 @@ import os
 import signal
 import threading
 import time
+from contextlib import contextmanager
+from typing import Iterator, Tuple
 
 import pytest
 from edge_servers import run_in_thread
@@ -33,6 +35,17 @@ def client(portal: FakePortal) -> Bitrix:
 def portal_with(**kwargs) -> FakePortal:
     return FakePortal(profile="instant", limits=True, time_scale=SCALE,
                       bucket_capacity=POOL, **kwargs)
+
+
+@contextmanager
+def stalled(stall_seconds: float) -> Iterator[Tuple[FakePortal, Bitrix]]:
+    """A portal on which every request stalls for ``stall_seconds`` (unscaled) before it
+    runs, and a client that gives its requests on the wire 0.05 s after a stop."""
+    with portal_with(fault_rate=1.0, fault_kinds=("stall",),
+                     stall_seconds=stall_seconds) as portal:
+        bx = client(portal)
+        bx._runner.stop_grace = 0.05
+        yield portal, bx
 
 
 def workers_alive() -> list:
@@ -237,9 +250,7 @@ def ctrl_c_stops(name):
 def test_writes_on_the_wire_when_stopped_are_reported_ambiguous():
     # Every request stalls (half a second here) before it runs: at close() the batches
     # on the wire outlast the client's grace, so their commands are ambiguous.
-    with portal_with(fault_rate=1.0, fault_kinds=("stall",), stall_seconds=2.0) as portal:
-        bx = client(portal)
-        bx._runner.stop_grace = 0.05
+    with stalled(2.0) as (portal, bx):
         items = [{"fields": {"TITLE": f"deal {i}"}} for i in range(500)]
         thread, box = run_in_thread(lambda: bx.call("crm.deal.add", items))
         stalling(portal)
@@ -259,9 +270,7 @@ def test_a_close_between_two_batches_being_handed_out_still_reports_the_first():
     # close() cancels the call, then shuts the pool: a batch handed to the pool in
     # between finds it closed. The batch already sent is still reported, not lost in a
     # bare ClientClosed.
-    with portal_with(fault_rate=1.0, fault_kinds=("stall",), stall_seconds=2.0) as portal:
-        bx = client(portal)
-        bx._runner.stop_grace = 0.05
+    with stalled(2.0) as (portal, bx):
         submit = bx._runner.submit
         handed = []
 
@@ -285,9 +294,7 @@ def test_a_close_between_two_batches_being_handed_out_still_reports_the_first():
 def test_close_does_not_wait_for_a_stalled_portal():
     # Every request stalls for a minute: after the grace the batches still on the wire
     # are cut off, so close() and the call end at once, and no worker is left waiting.
-    with portal_with(fault_rate=1.0, fault_kinds=("stall",), stall_seconds=240.0) as portal:
-        bx = client(portal)
-        bx._runner.stop_grace = 0.05
+    with stalled(240.0) as (portal, bx):
         items = [{"fields": {"TITLE": f"deal {i}"}} for i in range(500)]
         thread, box = run_in_thread(lambda: bx.call("crm.deal.add", items))
         started(portal, 2)
