@@ -443,8 +443,8 @@ def run_scenario(scn: Scenario, scales: Scales, peer_python: Path,
     del all_ids
     # Repeated runs go round-robin so that drift in the machine's speed hits every
     # contender alike, and each round starts one contender further on (A B C, B C A,
-    # C A B) so that no contender always runs first or right after the same one. The
-    # plain loop runs once.
+    # C A B) so that no contender always has the same place in its round. The plain
+    # loop runs once.
     runs: Dict[str, List[Dict[str, Any]]] = {who.label: [] for who in contenders}
     for round_ in range(scn.repeat):
         for who in rotated(contenders, round_):
