@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import List
 
 import pytest
 import requests
@@ -61,6 +62,51 @@ def test_realistic_plain_call_sleeps_round_trip_plus_processing():
         assert body["time"]["duration"] == pytest.approx(processing, abs=1e-6)
         assert clock.slept == pytest.approx(0.03 + processing)
         assert stats["operating"]["crm.deal.list"] == pytest.approx(processing)
+
+
+class LateClock(ManualClock):
+    """A clock whose every sleep wakes ``late`` seconds after it was asked to."""
+
+    def __init__(self, late: float) -> None:
+        super().__init__()
+        self.late = late
+        self.asked: List[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.asked.append(seconds)
+        super().sleep(seconds + self.late)
+
+
+def test_a_batch_reply_is_as_late_as_its_last_wake_up_not_all_of_them():
+    # Each command sleeps until its modelled end, measured from the request's start:
+    # a late wake-up shortens the next sleep instead of adding up over the batch.
+    clock = LateClock(late=0.005)
+    with FakePortal(users=10, profile="realistic", clock=clock) as portal:
+        cmd = {f"c{i}": f"user.get?FILTER[ID]={i + 1}" for i in range(8)}
+        start = clock.time()
+        body = requests.post(portal.webhook + "batch", json={"cmd": cmd}).json()
+        took = clock.time() - start
+    processing = body["time"]["processing"]
+    per_command = [t["processing"] for t in body["result"]["result_time"].values()]
+    # (Times in the reply are Unix seconds' differences: about 1e-7 s of rounding.)
+    assert processing == pytest.approx(sum(per_command), abs=1e-6) and len(per_command) == 8
+    # One late wake-up in all (the last), not nine.
+    assert took == pytest.approx(processing + 0.03 + 0.005, abs=1e-6)
+    assert len(clock.asked) == 9  # eight commands, then the round trip
+    assert clock.asked[0] == pytest.approx(per_command[0], abs=1e-6)
+    assert all(a == pytest.approx(c - 0.005, abs=1e-6)
+               for a, c in zip(clock.asked[1:], per_command[1:]))
+    assert clock.asked[-1] == pytest.approx(0.03 - 0.005, abs=1e-6)
+
+
+def test_a_plain_call_after_a_stall_still_takes_its_modelled_time():
+    clock = ManualClock()
+    with FakePortal(users=10, profile="realistic", clock=clock, fault_rate=1.0,
+                    fault_kinds=("stall",), stall_seconds=0.5) as portal:
+        start = clock.time()
+        body = requests.post(portal.webhook + "user.get", json={"FILTER": {"ID": 1}}).json()
+        took = clock.time() - start
+    assert took == pytest.approx(0.5 + body["time"]["processing"] + 0.03, abs=1e-6)
 
 
 def test_batch_commands_run_one_after_another_and_time_scale_shrinks_sleeps():
