@@ -146,7 +146,7 @@ class RestEngine:
         # measured from this moment, so a thread that wakes late (the portal's other
         # threads hold the interpreter) does not make the later commands, or the reply,
         # later still. With a sleep per command, 45 commands of a batch overslept by
-        # 0.05-0.15 s in all while 49 such batches ran side by side.
+        # 0.05-0.16 s in all while 49 such batches ran side by side.
         begun = self.clock.time()
 
         seconds = 0.0  # modelled processing time of the request (scaled)
