@@ -217,18 +217,17 @@ class RestEngine:
         """Run a batch's commands one after another; returns the reply and the scaled
         seconds they took (already slept through: each command until its modelled end,
         measured from ``begun``)."""
-        cursor = start
-        spent = 0.0  # the same as cursor - start, without the large number's rounding
+        spent = 0.0  # seconds since ``start``; kept small, away from Unix seconds' rounding
         sleeps = self.settings.profile.sleeps
 
         def execute(method: str, command_params: Dict[str, Any]) -> Dict[str, Any]:
-            nonlocal cursor, spent
+            nonlocal spent
             if oauth:
                 # The server gives each command the batch's own auth, then strips it.
                 command_params.pop("auth", None)
                 command_params.pop("access_token", None)
-            outcome, _, seconds = self._command(normalize_method(method), command_params, cursor)
-            cursor += seconds
+            outcome, _, seconds = self._command(normalize_method(method), command_params,
+                                                start + spent)
             spent += seconds
             if sleeps and seconds > 0:
                 # Commands run one after another: the next one is checked against the
@@ -237,7 +236,7 @@ class RestEngine:
             return outcome
 
         result = run_batch(params, execute)
-        body = {"result": result, "time": time_block(start, cursor, cursor - start)}
+        body = {"result": result, "time": time_block(start, start + spent, spent)}
         return Reply(200, body), spent
 
     # -- one command --------------------------------------------------------
