@@ -116,9 +116,9 @@ def _raise(failure: CommandFailure) -> None:
     raise BitrixError(failure.code, failure.description, method=failure.method)
 
 
-def _ascending_ids(page: List[Any], key: Optional[str]) -> Optional[List[int]]:
-    """The page's IDs as ints when every record is a dict whose ``key`` is an int (or
-    every one a decimal string) and they strictly ascend; otherwise None.
+def _ascending_span(page: List[Any], key: Optional[str]) -> Optional[Tuple[int, int]]:
+    """The page's first and last IDs as ints when every record is a dict whose ``key``
+    is an int (or every one a decimal string) and they strictly ascend; otherwise None.
 
     The fast path for a whole page (loops in C, no per-record Python frame); on None
     the caller reads the page record by record with :func:`_int_id`.
@@ -131,19 +131,33 @@ def _ascending_ids(page: List[Any], key: Optional[str]) -> Optional[List[int]]:
         raw = list(map(itemgetter(key), page))
     except (KeyError, TypeError, IndexError):
         return None
-    kinds = set(map(type, raw))
-    if kinds == {str}:
+    first = raw[0]
+    if type(first) is str:
+        try:
+            digits = "".join(raw)
+        except TypeError:  # not all strings
+            return None
+        if (digits.isascii() and digits.isdigit() and first[:1] != "0"
+                and len(set(map(len, raw))) == 1):
+            # Plain decimals of one width (no sign, space or leading zero, which int()
+            # would take): their text order is their numeric order, so the page is
+            # compared as it is and only its ends are converted.
+            if not all(map(lt, raw, islice(raw, 1, None))):
+                return None
+            return int(first), int(raw[-1])
+        if set(map(type, raw)) != {str}:
+            return None
         try:
             ids: List[int] = list(map(int, raw))
         except ValueError:
             return None
-    elif kinds == {int}:
+    elif set(map(type, raw)) == {int}:
         ids = raw
     else:
         return None
     if not all(map(lt, ids, islice(ids, 1, None))):
         return None
-    return ids
+    return ids[0], ids[-1]
 
 
 def _int_id(value: Any) -> Optional[int]:
@@ -804,11 +818,13 @@ class IdRanges(Strategy):
                 page = self.method.records(outcome.results.get(position),
                                            f"{position - first + 1} of the range after ID {after}")
                 lo, hi = rng.lo, rng.hi
-                fast = _ascending_ids(page, key)
-                if fast is not None and lo < fast[0] and fast[-1] <= hi:
+                span = _ascending_span(page, key)
+                first_id: Optional[int]
+                last: Optional[int]
+                if span is not None and lo < span[0] and span[1] <= hi:
                     # In order and inside the range: the page is one run.
-                    ids: Sequence[Optional[int]] = fast
-                    runs.append((fast[0], page))
+                    first_id, last = span
+                    runs.append((first_id, page))
                     counted_records += len(page)
                 else:
                     ids = self._ids(page)
@@ -816,6 +832,8 @@ class IdRanges(Strategy):
                     records.extend((i, record) for i, record in zip(ids, page)
                                    if i is not None and lo < i <= hi)
                     counted_records += len(records) - before
+                    first_id = ids[0] if ids else None
+                    last = next((i for i in reversed(ids) if i is not None), None)
                 if counted and position == first:
                     total = outcome.totals.get(position)
                     if total is None:
@@ -824,13 +842,12 @@ class IdRanges(Strategy):
                         rng.left = total - len(page)
                 elif rng.left is not None:
                     rng.left -= len(page)
-                last = next((i for i in reversed(ids) if i is not None), None)
                 if page and last is None:
                     raise _no_ids(self.method)
                 if last is not None and last > lo:
                     rng.lo = last
-                if len(page) == PAGE and ids[0] is not None and last is not None:
-                    rng.span = max(1, last - ids[0] + 1)
+                if len(page) == PAGE and first_id is not None and last is not None:
+                    rng.span = max(1, last - first_id + 1)
                 if len(page) < PAGE or rng.lo >= rng.hi:
                     # A short page is the end of the range; pages chained after it in
                     # the same batch referenced a record that does not exist: ignore.

@@ -469,13 +469,30 @@ def test_every_family_row_cites_its_documentation_page():
 
 
 @pytest.mark.parametrize("page, expected", [
-    ([{"ID": "3"}, {"ID": "7"}, {"ID": "12"}], [3, 7, 12]),
-    ([{"ID": 3}, {"ID": 7}], [3, 7]),
-    ([{"ID": "9"}, {"ID": "10"}], [9, 10]),          # numeric, not text, order
+    ([{"ID": "3"}, {"ID": "7"}, {"ID": "12"}], (3, 12)),
+    ([{"ID": "103"}, {"ID": "107"}, {"ID": "112"}], (103, 112)),   # one width
+    ([{"ID": 3}, {"ID": 7}], (3, 7)),
+    ([{"ID": "7"}], (7, 7)),
+    ([{"ID": 7}], (7, 7)),
+    ([{"ID": "9"}, {"ID": "10"}], (9, 10)),           # numeric, not text, order
+    ([{"ID": "98"}, {"ID": "99"}, {"ID": "100"}], (98, 100)),
+    ([{"ID": "10"}, {"ID": "9"}], None),              # text order, not numeric
+    ([{"ID": "007"}, {"ID": "010"}], (7, 10)),        # what int() reads, as before
+    ([{"ID": "010"}, {"ID": "007"}], None),
+    ([{"ID": " 5"}, {"ID": "+6"}], (5, 6)),
+    ([{"ID": "\u0661\u0662"}, {"ID": "13"}], (12, 13)),  # int() reads other digits
+    ([{"ID": "0"}, {"ID": "1"}], (0, 1)),
     ([{"ID": "7"}, {"ID": "3"}], None),               # descending
+    ([{"ID": "21"}, {"ID": "20"}], None),
     ([{"ID": "3"}, {"ID": "3"}], None),               # repeated
+    ([{"ID": "33"}, {"ID": "33"}], None),
     ([{"ID": "3"}, {"ID": 7}], None),                 # mixed kinds
+    ([{"ID": 3}, {"ID": "7"}], None),
     ([{"ID": "3"}, {"ID": "x"}], None),               # not a number
+    ([{"ID": "3"}, {"ID": "4x"}], None),
+    ([{"ID": "3"}, {"ID": ""}], None),
+    ([{"ID": ""}, {"ID": "3"}], None),
+    ([{"ID": "-3"}, {"ID": "-2"}], (-3, -2)),         # as int() reads them
     ([{"ID": 3.0}, {"ID": 4.0}], None),               # floats are no IDs
     ([{"ID": True}, {"ID": 2}], None),                # nor booleans
     ([{"ID": None}, {"ID": "2"}], None),
@@ -485,10 +502,28 @@ def test_every_family_row_cites_its_documentation_page():
     ([{"ID": "3"}, None], None),
     ([], None),
 ])
-def test_ascending_ids_only_for_pages_wholly_in_order(page, expected):
-    from bitrix_threaded.pagination import _ascending_ids
-    assert _ascending_ids(page, "ID") == expected
-    assert _ascending_ids(page, None) is None
+def test_ascending_span_only_for_pages_wholly_in_order(page, expected):
+    from bitrix_threaded.pagination import _ascending_span
+    assert _ascending_span(page, "ID") == expected
+    assert _ascending_span(page, None) is None
+
+
+def test_ascending_span_agrees_with_converting_every_id():
+    # Random pages of decimal strings (some of one width, some not, some out of order):
+    # the span is given exactly when the IDs as ints strictly ascend.
+    import random
+
+    from bitrix_threaded.pagination import _ascending_span
+    rng = random.Random(5)
+    for _ in range(2000):
+        start = rng.choice([1, 9, 95, 990, 99_960, 10 ** 12])
+        ids = sorted(rng.sample(range(start, start + 80), rng.randint(1, 50)))
+        if rng.random() < 0.3:
+            i, j = rng.randrange(len(ids)), rng.randrange(len(ids))
+            ids[i], ids[j] = ids[j], ids[i]
+        page = [{"ID": str(i)} for i in ids]
+        ascending = all(a < b for a, b in zip(ids, ids[1:]))
+        assert _ascending_span(page, "ID") == ((ids[0], ids[-1]) if ascending else None)
 
 
 def _export_steps(store, reorder):
@@ -538,7 +573,7 @@ def test_runs_and_record_by_record_reading_give_the_same_export(monkeypatch, reo
     store = DataStore(deals=3000, seed=9)
     fast_steps = _export_steps(store, reorder)
     fast = [(int(r["ID"]), r["TITLE"]) for r in in_order(fast_steps)]
-    monkeypatch.setattr(pagination, "_ascending_ids", lambda page, key: None)
+    monkeypatch.setattr(pagination, "_ascending_span", lambda page, key: None)
     slow_steps = _export_steps(store, reorder)
     slow = [(int(r["ID"]), r["TITLE"]) for r in in_order(slow_steps)]
     assert all(not step.runs for step in slow_steps)
