@@ -21,6 +21,7 @@ the portal answer with JSON lists instead of objects.
 """
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from collections.abc import Mapping, Sequence
@@ -231,11 +232,24 @@ def _request(payload: dict[str, Any], labels: dict[str, str], classes: dict[str,
 TimeNumbers = Tuple[Optional[float], Optional[float], Optional[float], Optional[float]]
 
 
-def _time_number(block: Mapping[str, Any], key: str) -> Optional[float]:
-    value = block.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+def _time_number(block: Mapping[str, Any], key: str, *, negative: bool = True
+                 ) -> Optional[float]:
+    """A finite number (at least 0 unless ``negative``) as a float; None for anything
+    else, as for an absent figure (a hostile NaN or negative duration included)."""
+    value: Any = block.get(key)
+    kind = type(value)
+    if kind is float:
+        number: float = value
+    elif kind is int:
+        try:
+            number = float(value)
+        except OverflowError:  # past any float
+            return None
+    else:
         return None
-    return float(value)
+    if not math.isfinite(number) or (number < 0 and not negative):
+        return None
+    return number
 
 
 def time_numbers(block: Any) -> TimeNumbers:
@@ -247,12 +261,12 @@ def time_numbers(block: Any) -> TimeNumbers:
     """
     if not isinstance(block, Mapping):
         return None, None, None, None
-    operating = _time_number(block, "operating")
+    operating = _time_number(block, "operating", negative=False)
     reset_at, finish = _time_number(block, "operating_reset_at"), _time_number(block, "finish")
     reset_in = None
     if reset_at is not None and finish is not None:
         reset_in = max(0.0, reset_at - finish)
-    return operating, reset_in, finish, _time_number(block, "processing")
+    return operating, reset_in, finish, _time_number(block, "processing", negative=False)
 
 
 def start_time(block: Any) -> Optional[float]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from typing import Any, Callable, List, Mapping, Optional, Union
+from typing import Any, Callable, List, Mapping, Optional
 
 __all__ = ["BodyCorrupt", "BodyError", "BodyPastDeadline", "BodyTooLarge", "read_body"]
 
@@ -42,20 +42,21 @@ class BodyCorrupt(BodyError):
 
 
 class _Inflater:
-    """Decodes one ``Content-Encoding`` (gzip or deflate) into a size-capped buffer."""
+    """Decodes one ``Content-Encoding`` (gzip or deflate) into size-capped pieces."""
 
     def __init__(self, encoding: str):
         self._gzip = encoding in ("gzip", "x-gzip")
         self._zlib = self._fresh()
         self._started = False
+        self.size = 0  # bytes inflated so far
 
     def _fresh(self) -> Any:
         return zlib.decompressobj(16 + zlib.MAX_WBITS if self._gzip else zlib.MAX_WBITS)
 
-    def feed(self, data: bytes, out: bytearray, limit: int) -> bool:
-        """Inflate ``data`` into ``out``; False as soon as ``out`` passes ``limit``."""
+    def feed(self, data: bytes, out: List[bytes], limit: int) -> bool:
+        """Inflate ``data`` onto ``out``; False as soon as the total passes ``limit``."""
         while data:
-            room = min(limit - len(out) + 1, _INFLATE_STEP)
+            room = min(limit - self.size + 1, _INFLATE_STEP)
             try:
                 piece = self._zlib.decompress(data, room)
             except zlib.error:
@@ -66,8 +67,9 @@ class _Inflater:
                 self._started = True
                 continue
             self._started = True
-            out += piece
-            if len(out) > limit:
+            out.append(piece)
+            self.size += len(piece)
+            if self.size > limit:
                 return False
             data = self._zlib.unconsumed_tail
             if self._zlib.eof:
@@ -77,9 +79,11 @@ class _Inflater:
                     self._zlib = self._fresh()
         return True
 
-    def finish(self, out: bytearray, limit: int) -> bool:
-        out += self._zlib.flush()
-        return len(out) <= limit
+    def finish(self, out: List[bytes], limit: int) -> bool:
+        tail = self._zlib.flush()
+        out.append(tail)
+        self.size += len(tail)
+        return self.size <= limit
 
 
 def read_body(
@@ -89,7 +93,7 @@ def read_body(
     limit: int,
     deadline_at: float,
     monotonic: Callable[[], float] = time.monotonic,
-) -> Union[bytes, bytearray]:
+) -> bytes:
     """The decoded body: ``read(n)`` returns up to ``n`` raw bytes, ``b""`` at the end.
 
     ``headers`` are the reply's (``Content-Length``, ``Content-Encoding``); ``limit``
@@ -108,11 +112,11 @@ def read_body(
     elif encoding not in ("", "identity"):
         raise BodyCorrupt(f"uses the content encoding {encoding[:40]!r}, which was not "
                           "asked for")
-    # Plain pieces are kept as they came and joined once at the end: one copy into a
-    # buffer of the final size, where growing a bytearray piece by piece copies what it
-    # holds again each time it outgrows its allocation (about three times a 1.5 MB body).
+    # The pieces (as received, or as inflated) are kept and joined once at the end:
+    # one copy into a buffer of the final size, where growing a bytearray piece by
+    # piece copies what it holds again each time it outgrows its allocation (about
+    # three times over for a 1.5 MB body).
     pieces: List[bytes] = []
-    out = bytearray()
     received = 0
     try:
         while True:
@@ -126,14 +130,12 @@ def read_body(
                 raise BodyTooLarge(f"is over {limit} bytes")
             if inflater is None:
                 pieces.append(chunk)
-            elif not inflater.feed(chunk, out, limit):
+            elif not inflater.feed(chunk, pieces, limit):
                 raise BodyTooLarge(f"inflates to over {limit} bytes")
-        if inflater is not None and not inflater.finish(out, limit):
+        if inflater is not None and not inflater.finish(pieces, limit):
             raise BodyTooLarge(f"inflates to over {limit} bytes")
     except zlib.error:
         raise BodyCorrupt(f"has a corrupt {encoding} body") from None
     if monotonic() > deadline_at:
         raise BodyPastDeadline()
-    if inflater is None:
-        return b"".join(pieces)
-    return out
+    return b"".join(pieces)

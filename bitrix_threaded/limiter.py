@@ -31,7 +31,7 @@ from .limiter_store import (
     MethodState,
     WindowStore,
 )
-from .operating import OperatingWindow, WindowTicket
+from .operating import OperatingWindow, Report, WindowTicket
 from .paging import cost_class
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "MemoryWindowStore",
     "MethodState",
     "OperatingWindow",
+    "Report",
     "WindowStore",
     "WindowTicket",
     "cost_class",

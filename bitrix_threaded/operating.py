@@ -13,7 +13,7 @@ import bisect
 import contextlib
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional
 
 from . import _checks
 from .cancel import CancelToken
@@ -21,10 +21,23 @@ from .clock import SYSTEM_CLOCK, Clock, wait_on
 from .limiter_store import NEVER, MemoryWindowStore, MethodState, WindowStore
 from .operating_costs import estimate_cost, learn_cost
 
-__all__ = ["BUDGET", "RESET", "OperatingWindow", "WindowTicket"]
+__all__ = ["BUDGET", "RESET", "OperatingWindow", "Report", "WindowTicket"]
 
 RESET = "waiting for operating-time reset"
 BUDGET = "waiting for operating-time budget"
+
+
+class Report(NamedTuple):
+    """One ``time`` report for :meth:`OperatingWindow.record_many`: the arguments of
+    :meth:`OperatingWindow.record`, in its order."""
+
+    method: str
+    operating: float
+    reset_in: Optional[float]
+    server_time: Optional[float] = None
+    cost: Optional[float] = None
+    started: Optional[float] = None
+    cost_class: int = 0
 
 
 class WindowTicket:
@@ -184,46 +197,66 @@ class OperatingWindow:
         carrying the command began (a batch's own ``start``); by default
         ``server_time - cost``. ``cost_class``: the command's class (see above).
         """
-        key = _method_key(method)
-        operating = _checks.number(operating, "operating")
-        reset_in = None if reset_in is None else _checks.number(reset_in, "reset_in", minimum=None)
-        server_time = None if server_time is None else _checks.number(
-            server_time, "server_time", minimum=None)
-        cost = None if cost is None else _checks.number(cost, "cost")
-        started = None if started is None else _checks.number(started, "started", minimum=None)
-        cost_class = _checks.integer(cost_class, "cost_class", minimum=0)
+        self.record_many([Report(method, operating, reset_in, server_time, cost, started,
+                                 cost_class)])
+
+    def record_many(self, reports: Iterable[Report]) -> None:
+        """Store several reports (a batch reply's ``result_time`` blocks) in one store
+        transaction, in their order: the same as :meth:`record` for each in turn."""
+        checked = []
+        for report in reports:
+            if not isinstance(report, Report):
+                raise TypeError(f"reports must be Report tuples, got {type(report).__name__}")
+            method, operating, reset_in, server_time, cost, started, cost_class = report
+            checked.append(Report(
+                _method_key(method),
+                _checks.number(operating, "operating"),
+                None if reset_in is None else _checks.number(reset_in, "reset_in",
+                                                             minimum=None),
+                None if server_time is None else _checks.number(
+                    server_time, "server_time", minimum=None),
+                None if cost is None else _checks.number(cost, "cost"),
+                None if started is None else _checks.number(started, "started",
+                                                            minimum=None),
+                _checks.integer(cost_class, "cost_class", minimum=0)))
+        if not checked:
+            return
         now = self._store.now()
 
         def transaction(states: dict[str, MethodState]) -> None:
-            state = states[key]
-            if cost is not None:
-                learn_cost(state, cost, cost_class, now, self._half_life)
-                if server_time is not None and cost >= self._min_recorded:
-                    earliest = server_time - cost if started is None else min(
-                        started, server_time)
-                    bisect.insort(state.spent, (earliest, server_time, cost))
-                    state.drops = None
-            if (server_time is not None and state.server_time is not None
-                    and server_time < state.server_time):
-                return
-            deadline = self._deadline(state)
-            if now >= deadline:
-                # A report after the hold ended answers the probe.
-                state.answered = max(state.answered, deadline)
-            state.operating = operating
-            if server_time is not None:
-                state.server_time = server_time
-            if reset_in is not None:
-                # Server-clock difference turned into a local deadline, so
-                # skew between the two clocks does not matter.
-                state.reset_until = now + max(0.0, reset_in)
-            elif operating >= self._threshold:
-                state.reset_until = now + self._default_block
-            else:
-                state.reset_until = None
-            self._rebase(state, now, server_time, reset_in)
+            for report in checked:
+                self._apply(states[report.method], report, now)
 
-        self._store.transact((key,), transaction)
+        self._store.transact(dict.fromkeys(r.method for r in checked), transaction)
+
+    def _apply(self, state: MethodState, report: Report, now: float) -> None:
+        """One checked report (its method a key) applied to its method's state."""
+        _, operating, reset_in, server_time, cost, started, cost_class = report
+        if cost is not None:
+            learn_cost(state, cost, cost_class, now, self._half_life)
+            if server_time is not None and cost >= self._min_recorded:
+                earliest = server_time - cost if started is None else min(started, server_time)
+                bisect.insort(state.spent, (earliest, server_time, cost))
+                state.drops = None
+        if (server_time is not None and state.server_time is not None
+                and server_time < state.server_time):
+            return
+        deadline = self._deadline(state)
+        if now >= deadline:
+            # A report after the hold ended answers the probe.
+            state.answered = max(state.answered, deadline)
+        state.operating = operating
+        if server_time is not None:
+            state.server_time = server_time
+        if reset_in is not None:
+            # Server-clock difference turned into a local deadline, so
+            # skew between the two clocks does not matter.
+            state.reset_until = now + max(0.0, reset_in)
+        elif operating >= self._threshold:
+            state.reset_until = now + self._default_block
+        else:
+            state.reset_until = None
+        self._rebase(state, now, server_time, reset_in)
 
     def block(self, method: str, reset_in: float | None) -> None:
         """Hold ``method`` for ``reset_in`` seconds after a 429 or a per-command

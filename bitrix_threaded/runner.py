@@ -63,7 +63,7 @@ from .errors import (
     QueryLimitExceeded,
 )
 from .limiter import ConcurrencyGate, LeakyBucket, OperatingWindow
-from .operating import BUDGET
+from .operating import BUDGET, Report
 from .paging import cost_class
 from .retry import RetryPolicy, RetryState, is_write_method
 from .transport import Payload, Reply, Transport
@@ -312,14 +312,17 @@ class Runner:
                 self.window.record(method, operating, reset_in=reset_in, server_time=finish,
                                    cost=processing, started=started, cost_class=own_class)
             return
+        reports = []
+        labels, classes = batch.labels, batch.classes
         for label, block in _by_label(reply, "result_time").items():
-            command_method = batch.labels.get(str(label))
+            command_method = labels.get(str(label))
             operating, reset_in, finish, processing = time_numbers(block)
             if command_method is not None and operating is not None:
                 # The batch's start: commands run one after another from then on.
-                self.window.record(command_method, operating, reset_in=reset_in,
-                                   server_time=finish, cost=processing, started=started,
-                                   cost_class=batch.classes.get(str(label), 0))
+                reports.append(Report(command_method, operating, reset_in, finish, processing,
+                                      started, classes.get(str(label), 0)))
+        # One store transaction for the whole batch, not one per command.
+        self.window.record_many(reports)
 
     # -- batches -------------------------------------------------------------------------
     def send_batch(self, batch: BatchRequest, token: Optional[CancelToken] = None) -> Reply:

@@ -395,7 +395,7 @@ class Transport:
         *,
         follow_upgrade: bool,
         tag: object = None,
-    ) -> Tuple[int, Union[bytes, bytearray]]:
+    ) -> Tuple[int, bytes]:
         """Send, handle a redirect, read the body under the deadline and size cap."""
         failure: Optional[BitrixError] = None
         target = url
@@ -468,7 +468,7 @@ class Transport:
                            location=shown)
 
     def _read_body(self, response: requests.Response, method: str,
-                   deadline_at: float) -> Union[bytes, bytearray]:
+                   deadline_at: float) -> bytes:
         """The decoded body, read under the deadline and the size cap."""
         raw = response.raw
         # read1 returns as soon as some bytes arrive, so the deadline is checked between
@@ -502,8 +502,7 @@ class Transport:
             f"no complete reply within the request's deadline of {self.deadline:g} s",
             method=method, executed=None)
 
-    def _decode(self, status: int, raw: Union[bytes, bytearray], method: str,
-                elapsed: float) -> Reply:
+    def _decode(self, status: int, raw: bytes, method: str, elapsed: float) -> Reply:
         data: Any = None
         parsed = True
         try:

@@ -575,3 +575,23 @@ def test_round_trip_through_a_php_like_portal():
     assert sorted(seen) == list(range(120))
     assert seen[77] == {"method": "crm.deal.list", "params": {
         "filter[>ID]": "3850", "filter[ACTIVE]": "1", "select[0]": "ID", "start": "-1"}}
+
+
+@pytest.mark.parametrize("block, expected", [
+    ({"operating": 2, "operating_reset_at": 1600, "finish": 1000.5, "processing": 0.25},
+     (2.0, 599.5, 1000.5, 0.25)),
+    ({"operating": 2.5, "operating_reset_at": 900, "finish": 1000}, (2.5, 0.0, 1000.0, None)),
+    ({}, (None, None, None, None)),
+    (None, (None, None, None, None)),
+    ([1, 2], (None, None, None, None)),
+    ({"operating": "2", "finish": True, "processing": None}, (None, None, None, None)),
+    ({"operating": float("nan"), "processing": float("inf")}, (None, None, None, None)),
+    ({"operating": -1.0, "processing": -0.5, "finish": -3}, (None, None, -3.0, None)),
+    ({"operating": 10 ** 400, "finish": 1.0, "operating_reset_at": -10 ** 400},
+     (None, None, 1.0, None)),
+])
+def test_time_numbers_take_finite_figures_and_leave_the_rest_out(block, expected):
+    from bitrix_threaded.batch import start_time, time_numbers
+    assert time_numbers(block) == expected
+    assert start_time({"start": float("nan")}) is None
+    assert start_time({"start": 12}) == 12.0

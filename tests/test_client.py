@@ -326,6 +326,22 @@ def test_operation_time_limit_blocks_only_that_method_until_reset(bx, mock, cloc
     assert bx.call("crm.lead.list", {}) == ["lead"]
 
 
+def test_time_figures_the_client_cannot_use_are_left_out_not_raised(bx, mock):
+    # NaN (which the standard library reads), a negative duration, a number past any
+    # float: the reply's result stands, and the window learns nothing from those figures.
+    mock.post(WEBHOOK + "crm.deal.list", body='{"result": ["deal"], "time": {"start": 1,'
+              ' "finish": 2, "operating": NaN, "processing": -0.5}}')
+    mock.post(WEBHOOK + "batch", body='{"result": {"result": {"c0": 1, "c1": 2}, '
+              '"result_error": [], "result_total": [], "result_next": [], "result_time": '
+              '{"c0": {"start": 1, "finish": 2, "operating": ' + "9" * 400 + '}, "c1": '
+              '{"start": 1, "finish": 2, "operating": -3, "processing": Infinity}}}, '
+              '"time": {"start": 1, "finish": 2}}')
+    assert bx.call("crm.deal.list", {}) == ["deal"]
+    assert bx.call("crm.deal.get", [{"ID": 1}, {"ID": 2}]) == (1, 2)
+    assert bx.window.snapshot().get("crm.deal.list", {}).get("operating", 0.0) == 0.0
+    assert bx.window.snapshot().get("crm.deal.get", {}).get("operating", 0.0) == 0.0
+
+
 def test_blocked_commands_inside_a_batch_are_sent_again(bx, mock):
     state = {"round": 0}
 

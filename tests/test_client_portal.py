@@ -162,3 +162,35 @@ def test_offset_pages_pace_through_the_operating_window_without_a_refusal():
         stats = portal.stats()
         assert stats["operating"]["crm.deal.list"] > 1.2  # more than the budget
         assert stats["rejected_429"] == 0 and stats["rejected_503"] == 0
+
+
+def test_a_batch_replys_time_reports_are_one_window_transaction(monkeypatch):
+    # However many commands a batch carries, its reply's result_time blocks are recorded
+    # in one transaction of the window's store.
+    with FakePortal(deals=1200, profile="instant") as portal, \
+            Bitrix(portal.webhook, verbose=False) as bx:
+        window, store = bx.window, bx.window._store
+        recording = threading.local()
+        transactions = []
+        real_transact, real_record_many = store.transact, window.record_many
+
+        def transact(keys, fn):
+            if getattr(recording, "on", False):
+                transactions.append(list(keys))
+            return real_transact(keys, fn)
+
+        def record_many(reports):
+            recording.on = True
+            try:
+                return real_record_many(reports)
+            finally:
+                recording.on = False
+
+        monkeypatch.setattr(store, "transact", transact)
+        monkeypatch.setattr(window, "record_many", record_many)
+        records = bx.get_all("crm.deal.list", {"select": ["ID"]}, strategy="offset")
+        assert [int(r["ID"]) for r in records] == portal.ids("deal")
+        stats = portal.stats()
+        assert stats["commands"] >= 24 > stats["requests"]
+        assert transactions == [["crm.deal.list"]] * stats["requests"]
+        assert window.snapshot()["crm.deal.list"]["operating"] > 0  # the reports arrived

@@ -157,3 +157,64 @@ def test_costs_that_keep_exceeding_their_estimate_earn_a_margin():
     assert 0.1 < margin(rising) <= 0.5
     highest = 0.04 * 1.05 ** 39
     assert estimate_cost(rising, {0: 1}) == pytest.approx(highest * (1 + margin(rising)))
+
+
+def _reports():
+    from bitrix_threaded.limiter import Report
+    contacts = "crm.contact.list"
+    return [
+        Report(LIST, 1.0, 599.0, 1000.0, 0.4, 999.0, 0),
+        Report(LIST, 2.5, 598.0, 1001.5, 1.5, 999.0, 3),
+        Report("CRM.Contact.List", 0.2, None, 1001.0, 0.2, None, 0),
+        Report(LIST, 2.0, 598.5, 1001.0, 0.5, 999.0, 1),   # older than the newest kept
+        Report(contacts, 0.9, 590.0, 1002.0, 0.7, 1000.0, 0),
+        Report(LIST, 470.0, None, 1003.0, None, None, 0),    # at the limit, no reset
+    ]
+
+
+def test_reports_recorded_together_leave_the_state_recording_each_leaves():
+    clock = ManualClock()
+    one_by_one = OperatingWindow(480.0, clock=clock)
+    for report in _reports():
+        one_by_one.record(report.method, report.operating, reset_in=report.reset_in,
+                          server_time=report.server_time, cost=report.cost,
+                          started=report.started, cost_class=report.cost_class)
+    together = OperatingWindow(480.0, clock=clock)
+    together.record_many(_reports())
+    assert together._store.snapshot() == one_by_one._store.snapshot()
+    assert together.snapshot() == one_by_one.snapshot()
+
+
+def test_reports_recorded_together_are_one_transaction_over_their_methods():
+    clock = ManualClock()
+    store = CountingWindowStore(clock)
+    window = OperatingWindow(480.0, clock=clock, store=store)
+    window.record_many(_reports())
+    assert store.keys == [["crm.contact.list", LIST]]
+    window.record_many([])
+    assert len(store.keys) == 1  # nothing to record: no transaction
+
+
+@pytest.mark.parametrize("bad, error", [
+    ("not a report", TypeError),
+    ((LIST, 1.0, None, None, None, None, 0), TypeError),   # a plain tuple
+    ("nan", ValueError),
+    ("negative", ValueError),
+    ("class", ValueError),
+    ("method", TypeError),
+])
+def test_a_bad_report_stores_none_of_its_batch(bad, error):
+    from bitrix_threaded.limiter import Report
+    good = Report(LIST, 1.0, 599.0, 1000.0, 0.4, 999.0, 0)
+    report = {
+        "nan": Report(LIST, float("nan"), None),
+        "negative": Report(LIST, 1.0, None, cost=-0.5),
+        "class": Report(LIST, 1.0, None, cost_class=-1),
+        "method": Report(None, 1.0, None),  # type: ignore[arg-type]
+    }.get(bad, bad) if isinstance(bad, str) else bad
+    clock = ManualClock()
+    store = CountingWindowStore(clock)
+    window = OperatingWindow(480.0, clock=clock, store=store)
+    with pytest.raises(error):
+        window.record_many([good, report])
+    assert store.keys == [] and window.snapshot() == {}

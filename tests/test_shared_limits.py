@@ -223,6 +223,24 @@ def test_window_shares_a_batch_of_reports_in_one_round_trip(shared, keys, raw):
     assert 0 < raw.pttl(keys.window("crm.deal.list"))
 
 
+def test_window_takes_a_batch_of_reports_at_once_as_it_takes_them_one_by_one(
+        shared, keys, raw):
+    from bitrix_threaded.limiter import Report
+    window = shared.window(keys, limit=480.0)
+    ticket = window.acquire({"crm.deal.list": 50})
+    before = shared.round_trips
+    window.record_many([Report("crm.deal.list", 1.0 + n / 100, 600.0, 100.0 + n, 0.02)
+                        for n in range(50)] + [Report("crm.deal.list", 0.5, 600.0, 90.0)])
+    assert shared.round_trips == before  # buffered until the ticket is released
+    window.release(ticket)
+    assert shared.round_trips - before == 1
+    state = raw.hgetall(keys.window("crm.deal.list"))
+    assert state[b"op"] == b"1490000" and state[b"srv"] == b"149000000"  # the newest
+    assert window.fallback.snapshot()["crm.deal.list"]["operating"] == pytest.approx(1.49)
+    with pytest.raises(TypeError):
+        window.record_many([("crm.deal.list", 1.0, None)])  # type: ignore[list-item]
+
+
 def test_window_block_is_shared(redis_url, keys):
     clock = RecordingClock()
     first, second = SharedLimits(redis_url, clock=clock), SharedLimits(redis_url, clock=clock)

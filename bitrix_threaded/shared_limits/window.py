@@ -19,11 +19,12 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import (Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional,
+                    Sequence, Tuple)
 
 from ..cancel import CancelToken
 from ..clock import Clock, wait_on
-from ..limiter import OperatingWindow, WindowTicket
+from ..limiter import OperatingWindow, Report, WindowTicket
 from ..operating import RESET
 from .keys import KeySpace
 from .link import DOWN, RedisLink
@@ -119,16 +120,24 @@ class SharedWindow:
                server_time: Optional[float] = None, cost: Optional[float] = None,
                started: Optional[float] = None, cost_class: int = 0) -> None:
         """Store one report (see :meth:`OperatingWindow.record`); shared at release."""
-        self._local.record(method, operating, reset_in=reset_in, server_time=server_time,
-                           cost=cost, started=started, cost_class=cost_class)
-        key = method.strip().lower()
-        reports = self._reports()
-        known = reports.get(key)
-        classes = {} if known is None else known[3]
-        if cost is not None:
-            classes[cost_class] = max(cost, classes.get(cost_class, 0.0))
-        if known is None or server_time is None or known[1] is None or server_time >= known[1]:
-            reports[key] = (float(operating), server_time, reset_in, classes)
+        self.record_many([Report(method, operating, reset_in, server_time, cost, started,
+                                 cost_class)])
+
+    def record_many(self, reports: Iterable[Report]) -> None:
+        """Store several reports (see :meth:`OperatingWindow.record_many`); shared at
+        release."""
+        reports = list(reports)
+        self._local.record_many(reports)  # checks them all first
+        buffered = self._reports()
+        for method, operating, reset_in, server_time, cost, _, cost_class in reports:
+            key = method.strip().lower()
+            known = buffered.get(key)
+            classes = {} if known is None else known[3]
+            if cost is not None:
+                classes[cost_class] = max(cost, classes.get(cost_class, 0.0))
+            if (known is None or server_time is None or known[1] is None
+                    or server_time >= known[1]):
+                buffered[key] = (float(operating), server_time, reset_in, classes)
         if not getattr(self._pending, "open", 0):
             self._settle(None, {}, {})
 
