@@ -145,8 +145,6 @@ def _ascending_span(page: List[Any], key: Optional[str]) -> Optional[Tuple[int, 
             if not all(map(lt, raw, islice(raw, 1, None))):
                 return None
             return int(first), int(raw[-1])
-        if set(map(type, raw)) != {str}:
-            return None
         try:
             ids: List[int] = list(map(int, raw))
         except ValueError:
