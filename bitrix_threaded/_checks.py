@@ -9,9 +9,6 @@ from .clock import Clock
 def number(value: object, name: str, *, minimum: float | None = 0.0,
            strict: bool = False) -> float:
     """``value`` as a finite float, at least (or, ``strict``, above) ``minimum``."""
-    if type(value) is float and math.isfinite(value) and (
-            minimum is None or value > minimum or (value == minimum and not strict)):
-        return value  # the common case, checked first: a time report has five of them
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     value = float(value)
