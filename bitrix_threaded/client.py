@@ -613,10 +613,11 @@ class Bitrix:
     ) -> Iterator[Any]:
         """Like :meth:`get_all`, but yields records as pages arrive (in no set order).
 
-        Memory stays bounded by ``max_in_flight`` batches (default: 6, or fewer
-        workers; a batch of 2,500 full deals is about 10 MB once decoded), whatever the
-        size of the export. At the standard limits six pace a long export as fast as
-        eight did, in less memory; a larger bucket (Enterprise) may use more. Stopping
+        Memory stays bounded by ``max_in_flight`` batches in flight (default: 6, or
+        fewer workers) and the one whose records are being handed out (a batch of 2,500
+        full deals is about 10 MB once decoded), whatever the size of the export. At
+        the standard limits six pace a long export as fast as eight did, in less
+        memory; a larger bucket (Enterprise) may use more. Stopping
         the iteration early cancels the requests not yet sent.
         """
         limit = min(6, self._runner.max_workers) if max_in_flight is None else max_in_flight

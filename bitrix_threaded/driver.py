@@ -3,7 +3,9 @@
 The strategy plans and consumes (pure); :func:`drive` sends plans through
 :meth:`Runner.run_batch`, keeps at most ``max_in_flight`` of them running, feeds each
 outcome back and yields the records of every step as soon as it is consumed, so memory
-stays bounded by the batches in flight, not by the size of the export. A plan the
+stays bounded by the batches in flight (and the one being handed out), not by the size
+of the export. A finished request's place goes to the next plan before its records are
+handed out: a consumer busy with one batch's records does not leave places empty. A plan the
 strategy calls divisible is sent in parts when only some of its commands fit the
 operating-time budget left (:meth:`Runner.run_batch`), so a large export proceeds at
 the budget's pace instead of waiting for room for whole batches.
@@ -51,15 +53,20 @@ def drive(
 
     unregister = token.on_cancel(wake)
     finished = False
+
+    def fill() -> None:
+        """Send queued plans until ``max_in_flight`` are running."""
+        while queue and len(running) < max_in_flight:
+            plan, waited = queue.popleft()
+            chunk = list(enumerate(plan.commands))
+            delay = plan.retry.delay if plan.retry is not None and not waited else 0.0
+            running[runner.submit(runner.run_batch, chunk, token=token, delay=delay,
+                                  divisible=strategy.divisible(plan))] = plan
+
     try:
         while queue or running:
             token.raise_if_cancelled(strategy.method.name)
-            while queue and len(running) < max_in_flight:
-                plan, waited = queue.popleft()
-                chunk = list(enumerate(plan.commands))
-                delay = plan.retry.delay if plan.retry is not None and not waited else 0.0
-                running[runner.submit(runner.run_batch, chunk, token=token, delay=delay,
-                                      divisible=strategy.divisible(plan))] = plan
+            fill()
             done, _ = wait(list(running) + [stop], return_when=FIRST_COMPLETED)
             for future in done:
                 if future is stop:
@@ -82,6 +89,10 @@ def drive(
                 # and when the limits pace the export late in it, the requests left
                 # are the full first chains, not a pile of shorter rests.
                 queue.extendleft((next_plan, False) for next_plan in reversed(step.plans))
+                # This request's place is taken now, not once the caller is done with
+                # its records: a slow consumer (writing each record out) would otherwise
+                # leave the place empty for as long as it works on them.
+                fill()
                 if step.records or step.runs:
                     yield step
         token.raise_if_cancelled(strategy.method.name)

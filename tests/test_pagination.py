@@ -644,3 +644,25 @@ def test_what_a_reply_leads_to_is_sent_before_the_plans_queued_earlier():
     runner = _InlineRunner()
     list(drive(runner, _Tree(["a", "b"]), max_in_flight=1))
     assert runner.sent == ["a", "a1", "a2", "b", "b1", "b2"]
+
+
+class _Leaves(_Tree):
+    """A :class:`_Tree` whose every step holds one record (the plan's tag)."""
+
+    def consume(self, plan, outcome):
+        step = super().consume(plan, outcome)
+        step.records.append((None, plan.tag))
+        return step
+
+
+def test_a_finished_request_is_replaced_before_its_records_are_handed_out():
+    # A consumer that works on each record (writes it out) must not hold the
+    # request's place empty while it does: the next plan is already sent.
+    runner = _InlineRunner()
+    steps = drive(runner, _Leaves(["a", "b"]), max_in_flight=1)
+    first = next(steps)
+    assert list(first.items()) == ["a"]
+    assert runner.sent == ["a", "a1"]
+    assert [record for step in steps for record in step.items()] == [
+        "a1", "a2", "b", "b1", "b2"]
+    assert runner.sent == ["a", "a1", "a2", "b", "b1", "b2"]
