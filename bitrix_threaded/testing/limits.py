@@ -127,15 +127,22 @@ class OperatingWindow:
     A bucket opens with the first call after the previous one's span
     (``window / buckets``) has passed, and expires ``window`` seconds after it
     opened. ``used(key)`` is the sum over live buckets; ``reset_at(key)`` is
-    when the oldest live bucket expires (rounded up to whole seconds).
+    when the oldest live bucket expires, rounded up to whole seconds as the server
+    does (an int), or to ``resolution`` seconds when that is under one: a portal
+    whose time runs faster (``time_scale`` 0.25) rounds to its own scaled second,
+    so that the rounding costs the same share of a window as on a real portal.
     Thread-safe.
     """
 
-    def __init__(self, window: float = 600.0, buckets: int = 10, clock: Any = None) -> None:
+    def __init__(self, window: float = 600.0, buckets: int = 10, clock: Any = None,
+                 resolution: float = 1.0) -> None:
         if window <= 0:
             raise ValueError("window must be positive")
         if buckets < 1:
             raise ValueError("buckets must be at least 1")
+        if not 0 < resolution <= 1:
+            raise ValueError("resolution must be in (0, 1]")
+        self.resolution = float(resolution)
         self.window = float(window)
         self.span = self.window / buckets
         self._clock = as_clock(clock)
@@ -162,14 +169,18 @@ class OperatingWindow:
             else:
                 self._buckets.setdefault(key, buckets).append([now, seconds])
 
-    def state(self, key: str) -> Tuple[float, Optional[int]]:
+    def state(self, key: str) -> Tuple[float, Optional[float]]:
         """Return ``(used seconds, reset_at or None)`` for ``key`` now."""
         with self._lock:
             buckets = self._live(key, self._clock.time())
             if not buckets:
                 return 0.0, None
             used = sum(bucket[1] for bucket in buckets)
-            return used, int(math.ceil(buckets[0][0] + self.window))
+            expires = buckets[0][0] + self.window
+            if self.resolution == 1.0:
+                return used, int(math.ceil(expires))
+            steps = math.ceil(round(expires / self.resolution, 9))
+            return used, round(steps * self.resolution, 9)
 
     def used(self, key: str) -> float:
         return self.state(key)[0]

@@ -71,9 +71,10 @@ class FakePortal:
     Timing: ``profile`` is ``"instant"`` (no sleeps, limits off unless asked
     for), ``"realistic"`` or ``"light"`` (see :mod:`.profiles`), or a
     :class:`CostProfile`; ``cost_*`` arguments override single coefficients.
-    ``time_scale`` multiplies every sleep, the operating window and limit, and
-    divides the bucket's drain rate, so a run at 0.25 is 4x faster with the
-    same ratios. Operating seconds on the wire are scaled seconds.
+    ``time_scale`` multiplies every sleep, the operating window and limit (and,
+    under 1, the second ``operating_reset_at`` is rounded up to), and divides the
+    bucket's drain rate, so a run at 0.25 is 4x faster with the same ratios.
+    Operating seconds on the wire are scaled seconds.
 
     Limits: ``limits=None`` follows the profile; True/False force the standard
     limits on/off; an explicit ``bucket_capacity``/``bucket_rate`` enables the
@@ -173,7 +174,8 @@ class FakePortal:
         self._initial_tokens = self.tokens.issue()
         self.engine = RestEngine(
             store=store, settings=settings, clock=self._clock, bucket=bucket,
-            window=OperatingWindow(window * time_scale, 10, self._clock), faults=faults,
+            window=OperatingWindow(window * time_scale, 10, self._clock,
+                                   resolution=min(1.0, time_scale)), faults=faults,
             tokens=self.tokens, stats=self._stats)
         self._mutation_rng = random.Random(f"mutations-{seed}")
         self._mutation_lock = threading.Lock()

@@ -37,7 +37,7 @@ def _php_date(second: int) -> str:
 
 
 def time_block(start: float, finish: float, processing: float, operating: float = 0.0,
-               reset_at: Optional[int] = None) -> Dict[str, Any]:
+               reset_at: Optional[float] = None) -> Dict[str, Any]:
     """The ``time`` block of a reply, keys in the server's order."""
     block: Dict[str, Any] = {
         "start": start,

@@ -70,6 +70,26 @@ def test_operating_window_buckets_sum_and_expire():
     assert window.state("m") == (0.0, None)
 
 
+def test_operating_window_rounds_reset_at_to_its_resolution():
+    # A real portal rounds up to a whole second (an int); a portal at time scale 0.25
+    # rounds to its own scaled second, so the rounding stays 1/600 of a window.
+    clock = ManualClock(1000.1)
+    whole = OperatingWindow(window=150.0, buckets=10, clock=clock)
+    scaled = OperatingWindow(window=150.0, buckets=10, clock=clock, resolution=0.25)
+    for window in (whole, scaled):
+        window.record("m", 1.0)
+    assert whole.state("m") == (1.0, 1151)
+    assert isinstance(whole.state("m")[1], int)
+    assert scaled.state("m") == (1.0, 1150.25)
+    exact = OperatingWindow(window=150.0, buckets=10, clock=ManualClock(1000.5),
+                            resolution=0.25)
+    exact.record("m", 1.0)
+    assert exact.state("m")[1] == 1150.5  # already on a step: not moved up
+    for bad in (0, -0.5, 1.5):
+        with pytest.raises(ValueError):
+            OperatingWindow(resolution=bad)
+
+
 # -- wire level -------------------------------------------------------------
 
 # Every command costs exactly 0.02 model seconds.
@@ -251,3 +271,13 @@ def test_realistic_profile_turns_standard_limits_on_and_limits_false_turns_them_
     with FakePortal(profile="realistic", clock=clock, limits=False) as portal:
         assert portal.engine.bucket is None
         assert portal.engine.settings.operating_limit is None
+
+
+def test_a_faster_portal_rounds_reset_at_to_its_scaled_second():
+    clock = ManualClock(4_000_000.1)
+    with FakePortal(deals=10, operating_limit=0.05, time_scale=0.25, clock=clock,
+                    **FLAT) as portal:
+        deal = portal.ids("deal")[0]
+        reply = requests.post(portal.webhook + "crm.deal.get", json={"id": deal}).json()
+        # window 600 * 0.25 = 150 s from 4,000,000.1, rounded up to a quarter second
+        assert reply["time"]["operating_reset_at"] == pytest.approx(4_000_150.25)
