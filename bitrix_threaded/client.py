@@ -617,8 +617,8 @@ class Bitrix:
         fewer workers) and the one whose records are being handed out (a batch of 2,500
         full deals is about 10 MB once decoded), whatever the size of the export. At
         the standard limits six pace a long export as fast as eight did, in less
-        memory; a larger bucket (Enterprise) may use more. Stopping
-        the iteration early cancels the requests not yet sent.
+        memory; a larger bucket (Enterprise) may use more. Stopping the iteration
+        early cancels the requests not yet sent.
         """
         limit = min(6, self._runner.max_workers) if max_in_flight is None else max_in_flight
         expect("max_in_flight", limit, int)

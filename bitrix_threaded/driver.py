@@ -5,10 +5,10 @@ The strategy plans and consumes (pure); :func:`drive` sends plans through
 outcome back and yields the records of every step as soon as it is consumed, so memory
 stays bounded by the batches in flight (and the one being handed out), not by the size
 of the export. A finished request's place goes to the next plan before its records are
-handed out: a consumer busy with one batch's records does not leave places empty. A plan the
-strategy calls divisible is sent in parts when only some of its commands fit the
-operating-time budget left (:meth:`Runner.run_batch`), so a large export proceeds at
-the budget's pace instead of waiting for room for whole batches.
+handed out: a consumer busy with one batch's records does not leave places empty. A
+plan the strategy calls divisible is sent in parts when only some of its commands fit
+the operating-time budget left (:meth:`Runner.run_batch`), so a large export proceeds
+at the budget's pace instead of waiting for room for whole batches.
 """
 
 from __future__ import annotations
