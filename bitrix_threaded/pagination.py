@@ -38,7 +38,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from itertools import islice
+from itertools import accumulate, islice
 from operator import itemgetter, lt
 from typing import Any, Dict, List, Optional, Set, Tuple
 
@@ -57,6 +57,10 @@ MIN_PAGES = 20
 SHORT_CHAIN = 5
 #: Requests per piece of an ID-range export larger than one wave of requests.
 WAVE_REQUESTS = 2
+#: How far the widths of a one-wave export's first pieces differ from the even share
+#: (the widest 1 + STAGGER times it, the narrowest 1 - STAGGER), so their replies
+#: arrive spread out (see IdRanges._split).
+STAGGER = 0.06
 
 
 @dataclass(frozen=True)
@@ -654,11 +658,14 @@ class IdRanges(Strategy):
             # commands, and no more requests), a denser piece's rest packed with other
             # short chains.
             margin = 1.02 if self._waves else 1.1
-            guess = min(self.batch_size, math.ceil(share * margin / PAGE) + 1)
-            even_bounds = [lo + round((hi - lo) * k / pieces) for k in range(pieces + 1)]
+            weights = self._stagger(pieces, share * margin)
+            cuts = [lo] + [lo + round((hi - lo) * w / pieces) for w in accumulate(weights)]
+            cuts[-1] = hi
             work = []
-            for a, b in zip(even_bounds, even_bounds[1:]):
+            for weight, a, b in zip(weights, cuts, cuts[1:]):
                 if b > a:
+                    guess = min(self.batch_size,
+                                math.ceil(share * weight * margin / PAGE) + 1)
                     new = self._new_range(a, b)
                     self._ranges[new].guess = guess
                     work.append((new, guess, True))
@@ -676,6 +683,26 @@ class IdRanges(Strategy):
         if not bounds:
             bounds = [lo + round((hi - lo) * k / pieces) for k in range(pieces + 1)]
         return [(self._new_range(a, b), 1, True) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+    def _stagger(self, pieces: int, planned: float) -> List[float]:
+        """Widths of a first cut's ``pieces``, as multiples of the even share, widest
+        first; ``planned``: the records each would chain at the even share.
+
+        When one wave of requests carries the whole export, even pieces come back
+        within a few tenths of a second of each other, nearly two seconds after they
+        left, and the caller waits while their records are decoded one reply after
+        another (the GIL lets one decode run at a time). Widths from 1 - STAGGER to
+        1 + STAGGER of the share spread the replies out, so the narrow ones are being
+        decoded while the wide ones are still on their way. Never so far that the widest
+        piece's chain would pass a full batch (that would cost its margin, and a
+        denser piece than average a second round trip), and not at all for an export
+        paced by the limits, whose requests leave one by one anyway.
+        """
+        if self._waves or pieces < 2:
+            return [1.0] * pieces
+        room = (self.batch_size - 1) * PAGE / max(planned, 1.0) - 1
+        spread = max(0.0, min(STAGGER, room))
+        return [1 + spread * (1 - 2 * k / (pieces - 1)) for k in range(pieces)]
 
     def _pack(self, work: List[Tuple[int, int, bool]], attempt: int,
               retry: Optional[RetryState] = None) -> List[Plan]:

@@ -133,6 +133,59 @@ def test_id_ranges_waste_few_pages_on_a_large_export():
     assert len(sent) <= 1.25 * 100000 / 2500
 
 
+def _first_cut(strategy, store):
+    """The plans sent right after the probe, in the order the strategy gives them."""
+    (probe,) = strategy.initial()
+    chunk = list(enumerate(probe.commands))
+    reply = run_batch(batch_payload(chunk), execute_on(store))
+    parsed = parse_batch_reply({"result": reply})
+    results, failures = split_reply(parsed, chunk)
+    totals = {int(label[1:]): n for label, n in parsed.totals.items()}
+    return strategy.consume(probe, Outcome(results, failures, totals)).plans
+
+
+def _bounds(plan):
+    filter_ = plan.commands[0].params["filter"]
+    return filter_[">ID"], filter_["<=ID"]
+
+
+def test_one_wave_pieces_are_staggered_widest_first_within_a_batch():
+    # Replies of even pieces arrive together and wait to be decoded one after another;
+    # pieces from 0.94 to 1.06 of the share arrive spread out, the widest sent first.
+    store = DataStore(deals=20000, seed=6)
+    strategy = IdRanges(DEALS, {}, parallel=12, request_budget=12)
+    cut = _first_cut(strategy, store)
+    assert not strategy._waves and len(cut) == 12
+    chains = [len(plan.commands) for plan in cut]
+    widths = [hi - lo for lo, hi in map(_bounds, cut)]
+    assert chains == sorted(chains, reverse=True) and chains[0] - chains[-1] >= 3
+    assert max(chains) <= 50
+    assert widths[chains.index(max(chains))] == max(widths)
+    assert 1.11 < max(widths) / min(widths) < 1.15  # 1.06 / 0.94
+    spans = sorted(map(_bounds, cut))
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))  # no gap, no overlap
+    pairs, _ = run(IdRanges(DEALS, {}, parallel=12, request_budget=12), store, seed=2)
+    assert sorted(ids_of(pairs)) == store.ids("deal")
+    assert len(pairs) == len(set(ids_of(pairs)))
+
+
+@pytest.mark.parametrize("budget", [8, 4])
+def test_pieces_stay_even_without_room_in_a_batch_or_over_many_waves(budget):
+    # 8: the even share already fills a batch, so no piece may chain more; 4: the
+    # export takes many waves of requests, which leave one by one anyway.
+    store = DataStore(deals=20000, seed=6)
+    strategy = IdRanges(DEALS, {}, parallel=budget, request_budget=budget)
+    cut = _first_cut(strategy, store)
+    assert strategy._waves is (budget == 4)
+    chains = {len(plan.commands) for plan in cut}
+    widths = [hi - lo for lo, hi in map(_bounds, cut)]
+    assert len(chains) == 1 and max(chains) <= 50
+    if budget == 4:
+        assert max(widths) - min(widths) <= 1
+    else:  # only what the full batch leaves: 0.5%, less than a page per piece
+        assert max(widths) / min(widths) < 1.02
+
+
 def test_an_export_of_many_request_waves_sends_few_empty_pages():
     # 300,000 records, 2,500 a request, 6 requests at once: fifty waves. Pieces of two
     # requests each (a counted chain of a full batch, then the exact rest): half the
