@@ -57,10 +57,15 @@ MIN_PAGES = 20
 SHORT_CHAIN = 5
 #: Requests per piece of an ID-range export larger than one wave of requests.
 WAVE_REQUESTS = 2
-#: How far the widths of a one-wave export's first pieces differ from the even share
-#: (the widest 1 + STAGGER times it, the narrowest 1 - STAGGER), so their replies
-#: arrive spread out (see IdRanges._split).
-STAGGER = 0.06
+#: The widths of a one-wave export's first pieces, as multiples of the even share: the
+#: widest at most 1 + STAGGER, the narrower ones each STAGGER_STEP below the one before,
+#: so their replies arrive spread out (see IdRanges._stagger).
+STAGGER = 0.08
+STAGGER_STEP = 0.008
+#: How much longer than its share of the count a first piece's chain is, in a one-wave
+#: export and in one paced by the limits (see IdRanges._split).
+MARGIN = 1.1
+WAVE_MARGIN = 1.02
 
 
 @dataclass(frozen=True)
@@ -657,7 +662,7 @@ class IdRanges(Strategy):
             # million-deal export 11% more commands): a 2% margin there (5% more
             # commands, and no more requests), a denser piece's rest packed with other
             # short chains.
-            margin = 1.02 if self._waves else 1.1
+            margin = WAVE_MARGIN if self._waves else MARGIN
             weights = self._stagger(pieces, share * margin)
             cuts = [lo] + [lo + round((hi - lo) * w / pieces) for w in accumulate(weights)]
             cuts[-1] = hi
@@ -673,10 +678,10 @@ class IdRanges(Strategy):
         width_even = (hi - lo) / pieces
         bounds: List[int] = []
         if rng.span and rng.left is not None:
-            # Where the last page was far denser than the range's average, cut a first
+            # Where the last page was denser than the range's average, cut a first
             # piece that holds about one batch at that density; count the rest.
             width = math.ceil(self._per_range * rng.span / PAGE)
-            if width < width_even / 2:
+            if width < 0.75 * width_even:
                 rest = max(1, math.ceil((rng.left - self._per_range) / self._per_range))
                 cut = lo + width
                 bounds = [lo] + [cut + round((hi - cut) * k / rest) for k in range(rest + 1)]
@@ -686,23 +691,38 @@ class IdRanges(Strategy):
 
     def _stagger(self, pieces: int, planned: float) -> List[float]:
         """Widths of a first cut's ``pieces``, as multiples of the even share, widest
-        first; ``planned``: the records each would chain at the even share.
+        first (their mean is 1); ``planned``: the records each would chain at the even
+        share.
 
         When one wave of requests carries the whole export, even pieces come back
         within a few tenths of a second of each other, nearly two seconds after they
         left, and the caller waits while their records are decoded one reply after
-        another (the GIL lets one decode run at a time). Widths from 1 - STAGGER to
-        1 + STAGGER of the share spread the replies out, so the narrow ones are being
-        decoded while the wide ones are still on their way. Never so far that the widest
-        piece's chain would pass a full batch (that would cost its margin, and a
-        denser piece than average a second round trip), and not at all for an export
-        paced by the limits, whose requests leave one by one anyway.
+        another (the GIL lets one decode run at a time). Staggered widths spread the
+        replies out, so the narrow ones are being decoded while the wide ones are still
+        on their way. A reply can be decoded before the next arrives when the next
+        piece is narrower by about what decoding its records takes against the
+        portal's time for them (a few milliseconds against two seconds for 2,000
+        records on the fake portal: STAGGER_STEP); so the widths fall by that step
+        from the widest, and as many pieces as the mean needs stay at the widest,
+        whose replies are the ones left to decode at the end. Measured on 100,000
+        deals (light profile, 48 pieces): 1.77 s of the export's wall not spent on
+        the client's CPU, against 1.87 s with widths falling evenly from 1.06 to
+        0.94 and 1.91 s with even ones. The widest is never so wide that its chain
+        would pass a full batch (that would cost its margin, and a piece denser than
+        average a second round trip); an export paced by the limits, whose requests
+        leave one by one anyway, is cut evenly.
         """
         if self._waves or pieces < 2:
             return [1.0] * pieces
         room = (self.batch_size - 1) * PAGE / max(planned, 1.0) - 1
         spread = max(0.0, min(STAGGER, room))
-        return [1 + spread * (1 - 2 * k / (pieces - 1)) for k in range(pieces)]
+        # ``falling`` pieces below the widest: steps of 1, 2, ... STAGGER_STEP, which
+        # together make up what the widest ones hold above the share.
+        falling = int((math.sqrt(1 + 8 * pieces * spread / STAGGER_STEP) - 1) / 2)
+        falling = min(falling, pieces - 1)
+        top = 1 + STAGGER_STEP * falling * (falling + 1) / (2 * pieces)
+        level = pieces - 1 - falling  # the last piece at the widest
+        return [top - STAGGER_STEP * max(0, k - level) for k in range(pieces)]
 
     def _pack(self, work: List[Tuple[int, int, bool]], attempt: int,
               retry: Optional[RetryState] = None) -> List[Plan]:

@@ -21,7 +21,9 @@ from bitrix_threaded.driver import drive
 from bitrix_threaded.encoding import encode_command
 from bitrix_threaded.errors import NotFound
 from bitrix_threaded.methods import list_method
-from bitrix_threaded.pagination import IdList, IdRanges, OffsetPages, Outcome, Plan, Step
+from bitrix_threaded.pagination import (
+    STAGGER, STAGGER_STEP, IdList, IdRanges, OffsetPages, Outcome, Plan, Step,
+)
 from bitrix_threaded.runner import BatchOutcome
 from bitrix_threaded.testing.batch import run_batch
 from bitrix_threaded.testing.store import DataStore, PortalError
@@ -150,23 +152,66 @@ def _bounds(plan):
 
 
 def test_one_wave_pieces_are_staggered_widest_first_within_a_batch():
-    # Replies of even pieces arrive together and wait to be decoded one after another;
-    # pieces from 0.94 to 1.06 of the share arrive spread out, the widest sent first.
+    # Replies of even pieces arrive together and wait to be decoded one after another.
+    # Staggered: a level of widest pieces, sent first, then each narrower than the one
+    # before by STAGGER_STEP of the share, so each reply arrives a little before the
+    # next and is decoded while the wider ones are still on their way.
+    store = DataStore(deals=100000, seed=5)
+    strategy = IdRanges(DEALS, {}, parallel=48, request_budget=48)
+    cut = _first_cut(strategy, store)
+    assert not strategy._waves and len(cut) == 48
+    chains = [len(plan.commands) for plan in cut]
+    widths = [hi - lo for lo, hi in map(_bounds, cut)]
+    assert chains == sorted(chains, reverse=True) and chains[0] - chains[-1] >= 6
+    assert max(chains) <= 50
+    share = sum(widths) / len(widths)
+    top = max(widths)  # IDs are whole: widths of one level differ by at most 1
+    assert widths[0] >= top - 1 and widths[-1] == min(widths)
+    level = [w for w in widths if w >= top - 1]
+    assert widths[:len(level)] == level and 10 <= len(level) <= 30
+    assert 1.06 < top / share <= 1 + STAGGER  # 1.068 of the share here
+    falling = widths[len(level) - 1:]
+    steps = [a - b for a, b in zip(falling, falling[1:])]
+    assert all(abs(d - STAGGER_STEP * share) <= 2 for d in steps)  # rounding to IDs
+    assert 0.8 < widths[-1] / share < 0.9
+    spans = sorted(map(_bounds, cut))
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))  # no gap, no overlap
+    pairs, sent = run(IdRanges(DEALS, {}, parallel=48, request_budget=48), store, seed=2)
+    assert sorted(ids_of(pairs)) == store.ids("deal")
+    assert len(pairs) == len(set(ids_of(pairs)))
+    assert len(sent) == 49  # the probe and the first cut: no piece needed a second request
+
+
+def test_few_pieces_fall_by_the_step_from_the_widest():
     store = DataStore(deals=20000, seed=6)
     strategy = IdRanges(DEALS, {}, parallel=12, request_budget=12)
     cut = _first_cut(strategy, store)
-    assert not strategy._waves and len(cut) == 12
-    chains = [len(plan.commands) for plan in cut]
     widths = [hi - lo for lo, hi in map(_bounds, cut)]
-    assert chains == sorted(chains, reverse=True) and chains[0] - chains[-1] >= 3
-    assert max(chains) <= 50
-    assert widths[chains.index(max(chains))] == max(widths)
-    assert 1.11 < max(widths) / min(widths) < 1.15  # 1.06 / 0.94
-    spans = sorted(map(_bounds, cut))
-    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))  # no gap, no overlap
-    pairs, _ = run(IdRanges(DEALS, {}, parallel=12, request_budget=12), store, seed=2)
-    assert sorted(ids_of(pairs)) == store.ids("deal")
-    assert len(pairs) == len(set(ids_of(pairs)))
+    share = sum(widths) / len(widths)
+    steps = [a - b for a, b in zip(widths, widths[1:])]
+    assert len(widths) == 12 and all(abs(d - STAGGER_STEP * share) <= 2 for d in steps)
+    assert widths[0] / share == pytest.approx(1 + STAGGER_STEP * 11 / 2, abs=0.002)
+
+
+@pytest.mark.parametrize("span, first_width", [(50, 2250), (200, None)])
+def test_a_range_denser_at_its_cursor_is_cut_there_first(span, first_width):
+    # 4,550 records left over 10,990 IDs (0.41 an ID). The last page: 50 records over
+    # 50 IDs (a cluster the cursor has just entered) -> a first piece of one batch at
+    # that density, the rest counted in two; over 200 IDs (sparser than the average)
+    # -> an even cut in three.
+    strategy = IdRanges(DEALS, {})
+    rid = strategy._new_range(601150, 612140)
+    rng = strategy._ranges[rid]
+    rng.left, rng.span = 4550, span
+    pieces = strategy._split(rid, 3)
+    bounds = [(strategy._ranges[r].lo, strategy._ranges[r].hi) for r, _, _ in pieces]
+    assert all(n == 1 and counted for _, n, counted in pieces)
+    assert bounds[0][0] == 601150 and bounds[-1][1] == 612140
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    if first_width:
+        assert bounds[0][1] - bounds[0][0] == first_width and len(bounds) == 3
+    else:
+        assert [b - a for a, b in bounds] == [3663, 3664, 3663]
 
 
 @pytest.mark.parametrize("budget", [8, 4])
