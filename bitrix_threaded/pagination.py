@@ -722,6 +722,10 @@ class IdRanges(Strategy):
         falling = min(falling, pieces - 1)
         top = 1 + STAGGER_STEP * falling * (falling + 1) / (2 * pieces)
         level = pieces - 1 - falling  # the last piece at the widest
+        if top - STAGGER_STEP * falling < 0.5:
+            # Hundreds of pieces (no limits): the fall would pass half the share; an
+            # even fall to 1 - spread keeps every piece wide.
+            return [1 + spread * (1 - 2 * k / (pieces - 1)) for k in range(pieces)]
         return [top - STAGGER_STEP * max(0, k - level) for k in range(pieces)]
 
     def _pack(self, work: List[Tuple[int, int, bool]], attempt: int,

@@ -193,6 +193,14 @@ def test_few_pieces_fall_by_the_step_from_the_widest():
     assert widths[0] / share == pytest.approx(1 + STAGGER_STEP * 11 / 2, abs=0.002)
 
 
+@pytest.mark.parametrize("pieces", [2, 3, 48, 150, 300, 1000, 5000])
+def test_staggered_widths_keep_their_mean_and_stay_wide(pieces):
+    widths = IdRanges(DEALS, {})._stagger(pieces, 1000.0)
+    assert len(widths) == pieces and sum(widths) == pytest.approx(pieces)
+    assert widths == sorted(widths, reverse=True)
+    assert max(widths) <= 1 + STAGGER + 1e-9 and min(widths) >= 0.5
+
+
 @pytest.mark.parametrize("span, first_width", [(50, 2250), (200, None)])
 def test_a_range_denser_at_its_cursor_is_cut_there_first(span, first_width):
     # 4,550 records left over 10,990 IDs (0.41 an ID). The last page: 50 records over
